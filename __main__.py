@@ -1,0 +1,26 @@
+"""The llmops stack program: read the stack's config once, then build every region it names.
+
+`pulumi up -s <stack>` runs this with the CLI; `llmops preview --stack <stack>` runs the
+very same file offline under Pulumi's mock engine.
+"""
+
+import pulumi
+
+from components import config
+from components.config import region_code
+from components.region import Region, RegionArgs
+
+try:
+    stack_config = config.load()
+except config.ConfigError as error:
+    # A RunError is shown without a traceback: the message names the file, key and value.
+    raise pulumi.RunError(f"invalid stack config:\n{error}") from None
+
+regions = {
+    region: Region(f"{stack_config.environment}-{region_code(region)}", RegionArgs(config=stack_config, region=region))
+    for region in stack_config.regions.all
+}
+
+pulumi.export("environment", stack_config.environment)
+pulumi.export("primaryRegion", stack_config.regions.primary)
+pulumi.export("regions", {region: component.outputs for region, component in regions.items()})

@@ -1,0 +1,69 @@
+"""`Region`: everything one environment runs in one AWS region, under one explicit AWS provider.
+
+Every regional resource is created through this region's provider, so nothing can drift
+into the deployer's default region, and the provider's default tags put owner,
+cost-center and environment on every AWS resource.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from components.cluster import Cluster, ClusterArgs
+from components.config import StackConfig, region_code
+from components.device_plugin import NvidiaDevicePlugin, NvidiaDevicePluginArgs
+from components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
+from components.network import Network, NetworkArgs
+
+
+@dataclass(frozen=True)
+class RegionArgs:
+    config: StackConfig
+    region: str
+
+
+class Region(pulumi.ComponentResource):
+    def __init__(self, name: str, args: RegionArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("llmops:infra:Region", name, None, opts)
+        cfg, region = args.config, args.region
+        tags = dict(cfg.tags)
+        self.role = "primary" if region == cfg.regions.primary else "secondary"
+        self.cluster_name = f"llmops-{cfg.environment}-{region_code(region)}"
+
+        provider = aws.Provider(f"{name}-aws", region=region, default_tags={"tags": {**tags, "llmops.io/region-role": self.role}},
+                                opts=pulumi.ResourceOptions(parent=self))
+        on_aws = pulumi.ResourceOptions(parent=self, providers=[provider])
+
+        network = Network(name, NetworkArgs(
+            region=region, cidr=cfg.network.vpc_cidrs[region], availability_zones=cfg.network.availability_zones,
+            nat_gateways=cfg.network.nat_gateways, cluster_name=self.cluster_name,
+            flow_log_retention_days=cfg.cluster.log_retention_days), opts=on_aws)
+
+        cluster = Cluster(name, ClusterArgs(
+            cluster_name=self.cluster_name, region=region, kubernetes_version=cfg.cluster.kubernetes_version,
+            subnet_ids=network.private_subnet_ids, endpoint_public_access=cfg.cluster.endpoint_public_access,
+            public_access_cidrs=cfg.cluster.public_access_cidrs, log_retention_days=cfg.cluster.log_retention_days,
+            admin_role_arns=cfg.cluster.admin_role_arns, system_pool=cfg.cluster.system_pool,
+            deletion_protection=cfg.environment != "dev", tags=tags), opts=on_aws)
+
+        self.gpu_pools = {
+            pool.name: GpuNodePool(f"{name}-gpu-{pool.name}", GpuNodePoolArgs(
+                pool=pool, cluster_name=cluster.name, node_role_arn=cluster.node_role.arn,
+                subnet_ids=network.private_subnet_ids, tags=tags, depends_on=[cluster.system_node_group]), opts=on_aws)
+            for pool in cfg.gpu_pools
+        }
+        on_cluster = pulumi.ResourceOptions(parent=self, providers=[cluster.provider])
+        NvidiaDevicePlugin(f"{name}-nvidia", NvidiaDevicePluginArgs(image=cfg.device_plugin.image, tags=tags), opts=on_cluster)
+
+        self.outputs = {
+            "role": self.role,
+            "clusterName": cluster.name,
+            "clusterEndpoint": cluster.endpoint,
+            "oidcProviderArn": cluster.oidc_provider.arn,
+            "vpcId": network.vpc_id,
+            "gpuNodeGroups": {pool: p.node_group.node_group_name for pool, p in self.gpu_pools.items()},
+        }
+        self.register_outputs(self.outputs)

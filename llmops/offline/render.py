@@ -1,0 +1,35 @@
+"""Write every Kubernetes object of a plan as a YAML manifest, one file per object, at a stable path.
+
+`<dir>/<stack>/<cluster provider>/<namespace or _cluster>/<kind>-<name>.yaml`: the same
+plan always gives the same tree, so two renders can be diffed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from llmops.offline.plan import Plan, PlannedResource
+
+
+def manifest_path(resource: PlannedResource) -> Path:
+    obj = resource.inputs
+    metadata = obj.get("metadata") or {}
+    provider = resource.provider.rsplit("::", 1)[-1] or "default-provider"
+    namespace = metadata.get("namespace") or "_cluster"
+    return Path(provider) / namespace / f"{obj['kind'].lower()}-{metadata.get('name', resource.name)}.yaml"
+
+
+def render(plan: Plan, directory: str | Path) -> list[Path]:
+    """Write the plan's Kubernetes objects under `directory/<stack>/`; return the files written."""
+    root = Path(directory) / plan.stack
+    written = []
+    for resource in sorted(plan.kubernetes_objects(), key=lambda r: r.urn):
+        path = root / manifest_path(resource)
+        if path in written:
+            raise ValueError(f"two objects render to {path}: {resource.urn}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(resource.inputs, sort_keys=True, default_flow_style=False))
+        written.append(path)
+    return written

@@ -1,0 +1,92 @@
+"""Check rendered Kubernetes objects with real schemas, for the cluster's Kubernetes version.
+
+Built-in kinds go through kubernetes-validate in strict mode (an unknown field is an
+error, as the API server's strict field validation makes it). kubernetes-validate
+knows nothing of custom resources, so those are checked against the JSON schemas of
+their published CRDs, kept in `crds/` (see its README for provenance).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+
+from llmops.offline.plan import Plan, PlannedResource
+
+CRD_SCHEMAS = Path(__file__).parent / "crds"
+
+
+@dataclass(frozen=True)
+class Violation:
+    object: str  # kind/namespace/name
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.object}: {self.message}"
+
+
+def describe(obj: dict[str, Any]) -> str:
+    metadata = obj.get("metadata") or {}
+    where = f"{metadata['namespace']}/" if metadata.get("namespace") else ""
+    return f"{obj.get('kind')}/{where}{metadata.get('name')}"
+
+
+@cache
+def _crd_validator(group: str, kind: str, version: str) -> jsonschema.Draft7Validator | None:
+    path = CRD_SCHEMAS / group / f"{kind.lower()}_{version}.json"
+    if not path.is_file():
+        return None
+    return jsonschema.Draft7Validator(json.loads(path.read_text()))
+
+
+def _is_custom(group: str) -> bool:
+    # Gateway API lives under networking.k8s.io yet is a CRD; other *.k8s.io groups are built in.
+    return (CRD_SCHEMAS / group).is_dir() or ("." in group and not group.endswith(".k8s.io"))
+
+
+def validate_object(obj: dict[str, Any], kubernetes_version: str) -> list[Violation]:
+    """Every schema violation of one object; an empty list means it is valid."""
+    name = describe(obj)
+    api_version = obj.get("apiVersion", "")
+    group, _, version = api_version.rpartition("/")
+    if _is_custom(group):
+        validator = _crd_validator(group, obj.get("kind", ""), version)
+        if validator is None:
+            return [Violation(name, f"no schema for custom resource {api_version} {obj.get('kind')} in {CRD_SCHEMAS}")]
+        return [Violation(name, f"{'.'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}")
+                for e in sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.absolute_path)))]
+    try:
+        kubernetes_validate.validate(obj, kubernetes_version, strict=True)
+    except kubernetes_validate.ValidationError as error:
+        path = ".".join(map(str, error.path)) or "(root)"
+        return [Violation(name, f"{path}: {error.message}")]
+    except kubernetes_validate.SchemaNotFoundError as error:
+        return [Violation(name, f"no Kubernetes {kubernetes_version} schema: {error}")]
+    return []
+
+
+def kubernetes_version_for(plan: Plan, resource: PlannedResource, default: str) -> str:
+    """The version of the EKS cluster the object's provider is built from (its kubeconfig depends on it)."""
+    providers = {r.urn: r for r in plan.resources if r.type == "pulumi:providers:kubernetes"}
+    clusters = {r.urn: r for r in plan.by_type("aws:eks/cluster:Cluster")}
+    provider = providers.get(resource.provider)
+    for dependency in provider.dependencies if provider else ():
+        if dependency in clusters and clusters[dependency].inputs.get("version"):
+            return str(clusters[dependency].inputs["version"])
+    return default
+
+
+def validate_plan(plan: Plan, default_version: str | None = None) -> list[Violation]:
+    """Every violation in every Kubernetes object of the plan."""
+    default = default_version or kubernetes_validate.latest_version()
+    violations = []
+    for resource in sorted(plan.kubernetes_objects(), key=lambda r: r.urn):
+        version = kubernetes_version_for(plan, resource, default)
+        violations.extend(validate_object(resource.inputs, version))
+    return violations
