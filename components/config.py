@@ -53,9 +53,9 @@ def _invalid(key: str | None, value: Any, expected: str) -> PydanticCustomError:
 
 
 def region_code(region: str) -> str:
-    """A short, unique code for names: us-east-1 -> use1, ap-southeast-2 -> apse2."""
+    """A short, unique code for names: us-east-1 -> use1, ap-southeast-2 -> apse2, us-gov-west-1 -> usgw1."""
     area, *middle, number = region.split("-")
-    return area + "".join(_DIRECTIONS.get(part, part[0]) for part in middle if part != "gov") + number
+    return area + "".join(_DIRECTIONS.get(part, part[0]) for part in middle) + number
 
 
 class _Model(BaseModel):
