@@ -13,9 +13,9 @@ import ipaddress
 import json
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
@@ -58,6 +58,38 @@ def region_code(region: str) -> str:
     return area + "".join(_DIRECTIONS.get(part, part[0]) for part in middle) + number
 
 
+def _text(pattern: re.Pattern[str], expected: str) -> Any:
+    """A string type that must match `pattern`; each list item is checked (and named) on its own."""
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise _invalid(None, value, expected)
+        return value
+    return Annotated[str, AfterValidator(check)]
+
+
+def _gpu_instance_type(instance_type: str) -> str:
+    if family(instance_type) in ARM_GPU_FAMILIES:
+        raise _invalid(None, instance_type, "expected an x86 GPU instance type; the pool runs the AL2023 x86_64 NVIDIA AMI")
+    if instance_type not in GPU_INSTANCE_TYPES:
+        raise _invalid(None, instance_type, "expected a GPU instance type, one of "
+                       + ", ".join(sorted({family(t) for t in GPU_INSTANCE_TYPES})) + " (e.g. g6.xlarge)")
+    return instance_type
+
+
+def _cpu_instance_type(instance_type: str) -> str:
+    if is_accelerated(instance_type):
+        raise _invalid(None, instance_type, "expected a CPU instance type; accelerators belong in gpuPools")
+    return instance_type
+
+
+RegionName = _text(_REGION, "expected an AWS region name such as us-east-1")
+DnsLabel = _text(_DNS_LABEL, "expected a lowercase DNS label of at most 32 characters (a-z, 0-9, '-')")
+PinnedImage = _text(_IMAGE_BY_DIGEST, "expected an image pinned by digest, REPOSITORY[:TAG]@sha256:<64 hex digits>; tags are mutable")
+RoleArn = _text(_ROLE_ARN, "expected an IAM role ARN: arn:aws:iam::<12-digit account>:role/<name>")
+GpuInstanceType = Annotated[str, AfterValidator(_gpu_instance_type)]
+CpuInstanceType = Annotated[str, AfterValidator(_cpu_instance_type)]
+
+
 class _Model(BaseModel):
     """Strict: no coercion of "3" to 3, no unknown keys, camelCase keys in YAML."""
 
@@ -75,17 +107,9 @@ class _Model(BaseModel):
 
 
 class Regions(_Model):
-    allowed: list[str] = Field(min_length=1)
+    allowed: list[RegionName] = Field(min_length=1)
     primary: str
     secondaries: list[str] = []
-
-    @field_validator("allowed")
-    @classmethod
-    def _region_names(cls, regions: list[str]) -> list[str]:
-        for region in regions:
-            if not _REGION.match(region):
-                raise _invalid(None, region, "expected AWS region names such as us-east-1")
-        return regions
 
     @model_validator(mode="after")
     def _within_allowed(self) -> Regions:
@@ -126,17 +150,9 @@ class NodeScaling(_Model):
 
 
 class SystemPool(NodeScaling):
-    instance_types: list[str] = Field(min_length=1)
+    instance_types: list[CpuInstanceType] = Field(min_length=1)
     root_volume_gib: int = Field(default=50, alias="rootVolumeGiB", ge=20, le=1024)
     min_size: int = Field(default=2, ge=1, le=450)
-
-    @field_validator("instance_types")
-    @classmethod
-    def _cpu_only(cls, types: list[str]) -> list[str]:
-        for instance_type in types:
-            if is_accelerated(instance_type):
-                raise _invalid(None, instance_type, "expected CPU instance types; accelerators belong in gpuPools")
-        return types
 
 
 class Cluster(_Model):
@@ -144,7 +160,7 @@ class Cluster(_Model):
     endpoint_public_access: bool = False
     public_access_cidrs: list[str] = []
     log_retention_days: int = 90
-    admin_role_arns: list[str] = []
+    admin_role_arns: list[RoleArn] = []
     system_pool: SystemPool
 
     @field_validator("kubernetes_version", mode="before")
@@ -161,14 +177,6 @@ class Cluster(_Model):
             raise _invalid(None, days, "expected a CloudWatch retention period: " + ", ".join(map(str, LOG_RETENTION_DAYS)))
         return days
 
-    @field_validator("admin_role_arns")
-    @classmethod
-    def _role_arns(cls, arns: list[str]) -> list[str]:
-        for arn in arns:
-            if not _ROLE_ARN.match(arn):
-                raise _invalid(None, arn, "expected IAM role ARNs: arn:aws:iam::<12-digit account>:role/<name>")
-        return arns
-
     @model_validator(mode="after")
     def _allow_list_only_when_public(self) -> Cluster:
         if self.endpoint_public_access and not self.public_access_cidrs:
@@ -184,28 +192,15 @@ class Cluster(_Model):
 
 
 class GpuPool(NodeScaling):
-    name: str
-    instance_types: list[str] = Field(min_length=1)
+    name: DnsLabel
+    instance_types: list[GpuInstanceType] = Field(min_length=1)
     capacity_type: Literal["spot", "on-demand"]
     root_volume_gib: int = Field(default=200, alias="rootVolumeGiB", ge=100, le=16384)
     gpus_per_node: int = Field(ge=1, le=16)
 
-    @field_validator("name")
-    @classmethod
-    def _dns_label(cls, name: str) -> str:
-        if not _DNS_LABEL.match(name):
-            raise _invalid(None, name, "expected a lowercase DNS label of at most 32 characters (a-z, 0-9, '-')")
-        return name
-
     @field_validator("instance_types")
     @classmethod
-    def _gpu_types(cls, types: list[str]) -> list[str]:
-        for instance_type in types:
-            if family(instance_type) in ARM_GPU_FAMILIES:
-                raise _invalid(None, instance_type, "expected an x86 GPU instance type; the pool runs the AL2023 x86_64 NVIDIA AMI")
-            if instance_type not in GPU_INSTANCE_TYPES:
-                raise _invalid(None, instance_type, "expected a GPU instance type, one of "
-                               + ", ".join(sorted({family(t) for t in GPU_INSTANCE_TYPES})) + " (e.g. g6.xlarge)")
+    def _one_gpu_model(cls, types: list[str]) -> list[str]:
         gpus = {GPU_INSTANCE_TYPES[t].gpu for t in types}
         if len(gpus) > 1:
             raise _invalid(None, types, "expected instance types with the same GPU model; got " + ", ".join(sorted(gpus)))
@@ -256,26 +251,14 @@ class Slo(_Model):
 
 
 class Model(_Model):
-    name: str
+    name: DnsLabel
     registry: RegistryRef
-    image: str
+    image: PinnedImage
     pool: str
     tensor_parallel_size: int = Field(default=1)
     max_model_len: int = Field(ge=256, le=1_048_576)
     replicas: int = Field(default=1, ge=1, le=64)
     slo: Slo
-
-    @field_validator("name")
-    @classmethod
-    def _dns_label(cls, name: str) -> str:
-        if not _DNS_LABEL.match(name):
-            raise _invalid(None, name, "expected a lowercase DNS label of at most 32 characters (a-z, 0-9, '-')")
-        return name
-
-    @field_validator("image")
-    @classmethod
-    def _pinned(cls, image: str) -> str:
-        return _pinned_image(image)
 
     @field_validator("tensor_parallel_size")
     @classmethod
@@ -286,18 +269,7 @@ class Model(_Model):
 
 
 class DevicePlugin(_Model):
-    image: str
-
-    @field_validator("image")
-    @classmethod
-    def _pinned(cls, image: str) -> str:
-        return _pinned_image(image)
-
-
-def _pinned_image(image: str) -> str:
-    if not _IMAGE_BY_DIGEST.match(image):
-        raise _invalid(None, image, "expected an image pinned by digest, REPOSITORY[:TAG]@sha256:<64 hex digits>; tags are mutable")
-    return image
+    image: PinnedImage
 
 
 def _parse_cidr(cidr: str) -> ipaddress.IPv4Network | None:

@@ -86,11 +86,11 @@ BAD_CONFIGS = {
         "us-east-1, us-east-2, us-west-2"),
     "GPU pool without a GPU instance type": (
         lambda s: _pool(s).__setitem__("instanceTypes", ["m7i.2xlarge"]),
-        'stacks/Pulumi.dev.yaml: llmops:gpuPools[0].instanceTypes = "m7i.2xlarge": expected a GPU instance type, one of '
+        'stacks/Pulumi.dev.yaml: llmops:gpuPools[0].instanceTypes[0] = "m7i.2xlarge": expected a GPU instance type, one of '
         "g4dn, g5, g6, g6e, p4d, p4de, p5, p5e, p5en, p6-b200 (e.g. g6.xlarge)"),
     "Arm GPU type on the x86 NVIDIA AMI": (
         lambda s: _pool(s).__setitem__("instanceTypes", ["g5g.xlarge"]),
-        'stacks/Pulumi.dev.yaml: llmops:gpuPools[0].instanceTypes = "g5g.xlarge": expected an x86 GPU instance type; '
+        'stacks/Pulumi.dev.yaml: llmops:gpuPools[0].instanceTypes[0] = "g5g.xlarge": expected an x86 GPU instance type; '
         "the pool runs the AL2023 x86_64 NVIDIA AMI"),
     "GPUs per node contradicting the instance type": (
         lambda s: _pool(s).__setitem__("gpusPerNode", 4),
@@ -128,6 +128,17 @@ BAD_CONFIGS = {
     "VPC CIDR missing for a region": (
         lambda s: s["config"]["llmops:regions"].__setitem__("secondaries", ["us-west-2"]),
         "stacks/Pulumi.dev.yaml: llmops:network.vpcCidrs.us-west-2 = null: required: a VPC CIDR for every region of the stack"),
+    "region name that is not an AWS region": (
+        lambda s: s["config"]["llmops:regions"]["allowed"].append("moon-base-1"),
+        'stacks/Pulumi.dev.yaml: llmops:regions.allowed[3] = "moon-base-1": expected an AWS region name such as us-east-1'),
+    "GPU instance in the system pool": (
+        lambda s: s["config"]["llmops:cluster"]["systemPool"].__setitem__("instanceTypes", ["m7i.large", "g6.xlarge"]),
+        'stacks/Pulumi.dev.yaml: llmops:cluster.systemPool.instanceTypes[1] = "g6.xlarge": expected a CPU instance type; '
+        "accelerators belong in gpuPools"),
+    "pool name that is not a DNS label": (
+        lambda s: _pool(s).__setitem__("name", "L4_pool"),
+        'stacks/Pulumi.dev.yaml: llmops:gpuPools[0].name = "L4_pool": expected a lowercase DNS label of at most 32 '
+        "characters (a-z, 0-9, '-')"),
     "latency threshold that is no histogram bucket": (
         lambda s: _model(s)["slo"]["timeToFirstToken"].__setitem__("thresholdSeconds", 2.0),
         "stacks/Pulumi.dev.yaml: llmops:models[0].slo.timeToFirstToken.thresholdSeconds = 2.0: expected a bucket bound of "
