@@ -20,6 +20,8 @@ import pulumi_kubernetes as k8s
 
 from components.config import SystemPool
 from components.identity import managed_policy_arn, partition, service_account_role, service_trust_policy
+from components.kubernetes import kubernetes_object
+from components.manifests.storage import ENCRYPTED_GP3, encrypted_gp3_storage_class
 from components.node_group import NodeGroupSpec, managed_node_group
 
 CONTROL_PLANE_LOGS = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
@@ -140,11 +142,21 @@ class Cluster(pulumi.ComponentResource):
         aws.eks.Addon(f"{name}-coredns", cluster_name=cluster.name, addon_name="coredns",
                       resolve_conflicts_on_create="OVERWRITE", resolve_conflicts_on_update="PRESERVE",
                       opts=pulumi.ResourceOptions(parent=self, depends_on=[self.system_node_group]))
+        ebs_role = service_account_role(f"{name}-ebs-csi", oidc_provider=self.oidc_provider, namespace="kube-system",
+                                        service_account="ebs-csi-controller-sa", parent=self)
+        ebs_policy = aws.iam.RolePolicyAttachment(f"{name}-ebs-csi", role=ebs_role.name, opts=child,
+                                                  policy_arn=managed_policy_arn(region, "service-role/AmazonEBSCSIDriverPolicy"))
+        ebs_csi = aws.eks.Addon(f"{name}-ebs-csi", cluster_name=cluster.name, addon_name="aws-ebs-csi-driver",
+                                service_account_role_arn=ebs_role.arn, resolve_conflicts_on_create="OVERWRITE",
+                                resolve_conflicts_on_update="PRESERVE",
+                                opts=pulumi.ResourceOptions(parent=self, depends_on=[ebs_policy, self.system_node_group]))
 
         config = pulumi.Output.all(cluster.name, cluster.endpoint, cluster.certificate_authority).apply(
             lambda values: kubeconfig(values[0], region, values[1], _ca_data(values[2])))
         self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=config, enable_server_side_apply=True,
                                      delete_unreachable=False, opts=child)
+        kubernetes_object(f"{name}-storageclass-{ENCRYPTED_GP3}", encrypted_gp3_storage_class(args.tags),
+                          pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[ebs_csi]))
 
         self.name = cluster.name
         self.endpoint = cluster.endpoint

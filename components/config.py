@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import re
+from dataclasses import dataclass
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -90,10 +92,15 @@ GpuInstanceType = Annotated[str, AfterValidator(_gpu_instance_type)]
 CpuInstanceType = Annotated[str, AfterValidator(_cpu_instance_type)]
 
 
+def _yaml_key(field: str) -> str:
+    """snake_case field -> the camelCase key in YAML; sizes in GiB keep their unit's spelling."""
+    return re.sub(r"Gib$", "GiB", to_camel(field))
+
+
 class _Model(BaseModel):
     """Strict: no coercion of "3" to 3, no unknown keys, camelCase keys in YAML."""
 
-    model_config = ConfigDict(strict=True, frozen=True, alias_generator=to_camel, populate_by_name=False)
+    model_config = ConfigDict(strict=True, frozen=True, alias_generator=_yaml_key, populate_by_name=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -151,7 +158,7 @@ class NodeScaling(_Model):
 
 class SystemPool(NodeScaling):
     instance_types: list[CpuInstanceType] = Field(min_length=1)
-    root_volume_gib: int = Field(default=50, alias="rootVolumeGiB", ge=20, le=1024)
+    root_volume_gib: int = Field(default=50, ge=20, le=1024)
     min_size: int = Field(default=2, ge=1, le=450)
 
 
@@ -195,7 +202,7 @@ class GpuPool(NodeScaling):
     name: DnsLabel
     instance_types: list[GpuInstanceType] = Field(min_length=1)
     capacity_type: Literal["spot", "on-demand"]
-    root_volume_gib: int = Field(default=200, alias="rootVolumeGiB", ge=100, le=16384)
+    root_volume_gib: int = Field(default=200, ge=100, le=16384)
     gpus_per_node: int = Field(ge=1, le=16)
 
     @field_validator("instance_types")
@@ -217,6 +224,10 @@ class GpuPool(NodeScaling):
     @property
     def gpu(self) -> str:
         return GPU_INSTANCE_TYPES[self.instance_types[0]].gpu
+
+    @property
+    def smallest_instance(self) -> str:
+        return min(self.instance_types, key=lambda t: (GPU_INSTANCE_TYPES[t].vcpus, GPU_INSTANCE_TYPES[t].memory_gib))
 
 
 class RegistryRef(_Model):
@@ -250,6 +261,32 @@ class Slo(_Model):
     min_request_rate: float = Field(default=0.1, ge=0)
 
 
+class Release(_Model):
+    """What a serving release is made of; any change to any part is a new release."""
+    version: str = Field(pattern=r"^[1-9][0-9]{0,9}$")  # the registry model version
+    prompt_version: str = Field(default="none", min_length=1, max_length=63)
+    feature_view: str | None = Field(default=None, min_length=1, max_length=127)
+    retrieval_index: str | None = None
+
+
+class Canary(_Model):
+    release: Release
+    weight: int = Field(ge=0, le=100)  # percent of requests routed to the canary
+    replicas: int = Field(default=1, ge=1, le=16)
+
+
+class Startup(_Model):
+    """The startup-probe budget: time to load weights from local disk into GPUs, plus a fixed part
+    (engine start, CUDA graph capture). Derived from the model size, never a constant."""
+    base_seconds: int = Field(default=180, ge=30, le=3600)
+    seconds_per_gib: float = Field(default=4.0, gt=0, le=120)
+
+
+class Resources(_Model):
+    cpu: int = Field(ge=1, le=192)
+    memory_gib: int = Field(ge=4, le=2048)
+
+
 class Model(_Model):
     name: DnsLabel
     registry: RegistryRef
@@ -257,7 +294,15 @@ class Model(_Model):
     pool: str
     tensor_parallel_size: int = Field(default=1)
     max_model_len: int = Field(ge=256, le=1_048_576)
-    replicas: int = Field(default=1, ge=1, le=64)
+    replicas: int = Field(default=1, ge=1, le=64)  # the floor the autoscaler keeps
+    max_replicas: int | None = Field(default=None, ge=1, le=64)  # the autoscaler's ceiling; default: replicas
+    size_gib: int = Field(ge=1, le=4096)  # the weights on disk
+    gpu_memory_utilization: float = Field(default=0.9, ge=0.5, le=0.95)
+    queue_depth_target: int = Field(default=5, ge=1, le=1000)  # waiting requests per replica before scaling out
+    release: Release
+    canary: Canary | None = None
+    startup: Startup = Startup()
+    resources: Resources | None = None  # default: the replica's share of the node
     slo: Slo
 
     @field_validator("tensor_parallel_size")
@@ -266,6 +311,95 @@ class Model(_Model):
         if size not in (1, 2, 4, 8, 16):
             raise _invalid(None, size, "expected 1, 2, 4, 8 or 16 (GPUs per replica, on one node)")
         return size
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Model:
+        if self.max_replicas is not None and self.max_replicas < self.replicas:
+            raise _invalid("maxReplicas", self.max_replicas, f"expected maxReplicas >= replicas ({self.replicas})")
+        if self.canary is not None and self.canary.release == self.release:
+            raise _invalid("canary.release", self.canary.release.model_dump(by_alias=True, exclude_none=True),
+                           "expected a release that differs from the stable release")
+        return self
+
+    @property
+    def ceiling(self) -> int:
+        return self.max_replicas or self.replicas
+
+    @property
+    def active_canary(self) -> Canary | None:
+        """The canary, when there is one that takes traffic (weight 0 means none)."""
+        return self.canary if self.canary is not None and self.canary.weight > 0 else None
+
+    def peak_gpus(self) -> int:
+        """GPUs the model can hold at once without a rollout: stable at its ceiling plus the canary."""
+        canary = self.active_canary.replicas if self.active_canary else 0
+        return (self.ceiling + canary) * self.tensor_parallel_size
+
+
+class Serving(_Model):
+    domain: str = Field(pattern=r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+    gateway_class_name: str = Field(min_length=1, max_length=253)
+    tls_secret_name: str = Field(default="inference-tls", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    prometheus_url: str = Field(pattern=r"^https?://[^\s]+$")  # where KEDA reads the queue depth
+
+
+class Database(_Model):
+    instance_class: str = Field(pattern=r"^db\.[a-z0-9]+\.[a-z0-9]+$")
+    allocated_storage_gib: int = Field(default=50, ge=20, le=65536)
+    engine_version: str = Field(default="16.6", pattern=r"^1[4-7](\.[0-9]+)?$")
+    backup_retention_days: int = Field(default=7, ge=1, le=35)
+    multi_az: bool | None = None  # default: true in prod
+
+
+class Registry(_Model):
+    image: PinnedImage  # MLflow with psycopg2 and boto3 (components/images/mlflow.Dockerfile)
+    replicas: int = Field(default=2, ge=1, le=10)
+    database: Database
+
+
+class Redis(_Model):
+    node_type: str = Field(pattern=r"^cache\.[a-z0-9]+\.[a-z0-9]+$")
+    engine_version: str = Field(default="7.1", pattern=r"^[67](\.[0-9]+)?$")
+    nodes: int | None = Field(default=None, ge=1, le=6)  # default: 1 in dev, 2 elsewhere (a primary and a replica)
+
+
+class FeatureStore(_Model):
+    image: PinnedImage  # Feast with the aws and redis extras (components/images/feast.Dockerfile)
+    project: str = Field(pattern=r"^[A-Za-z0-9_]{1,64}$")
+    replicas: int = Field(default=2, ge=1, le=10)
+    materialize_schedule: str = Field(default="*/15 * * * *", pattern=r"^(\S+\s+){4}\S+$")
+    redis: Redis
+
+
+class IndexConfig(_Model):
+    """How an index is built; its fingerprint is part of every release that reads from it."""
+    name: DnsLabel
+    embedding_model: str = Field(min_length=1, max_length=200)
+    chunker: Literal["recursive", "sentence", "fixed"]
+    chunk_size: int = Field(ge=32, le=8192)
+    chunk_overlap: int = Field(ge=0, le=4096)
+    normalisation: Literal["none", "nfkc", "nfkc-lower"]
+    top_k: int = Field(default=8, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _overlap_smaller_than_chunk(self) -> IndexConfig:
+        if self.chunk_overlap >= self.chunk_size:
+            raise _invalid("chunkOverlap", self.chunk_overlap, f"expected less than chunkSize ({self.chunk_size})")
+        return self
+
+
+class Retrieval(_Model):
+    image: PinnedImage  # Qdrant, the -unprivileged variant (runs as a non-root user)
+    replicas: int = Field(default=1, ge=1, le=9)
+    storage_gib: int = Field(default=50, ge=10, le=16384)
+    snapshot_schedule: str = Field(default="0 */6 * * *", pattern=r"^(\S+\s+){4}\S+$")
+    indexes: list[IndexConfig] = Field(min_length=1)
+
+
+class Tools(_Model):
+    """Small utility images the data components' jobs use."""
+    curl_image: PinnedImage
+    aws_cli_image: PinnedImage
 
 
 class DevicePlugin(_Model):
@@ -288,6 +422,11 @@ class StackConfig(_Model):
     gpu_pools: list[GpuPool] = Field(min_length=1)
     device_plugin: DevicePlugin
     models: list[Model] = Field(min_length=1)
+    serving: Serving
+    registry: Registry
+    feature_store: FeatureStore
+    retrieval: Retrieval
+    tools: Tools
 
     @model_validator(mode="after")
     def _consistent(self) -> StackConfig:
@@ -330,26 +469,94 @@ class StackConfig(_Model):
             names = [pool.name for pool in self.gpu_pools]
             duplicate = next(name for name in names if names.count(name) > 1)
             raise _invalid(f"gpuPools[{names.index(duplicate, names.index(duplicate) + 1)}].name", duplicate, "expected unique pool names")
+        indexes = [index.name for index in self.retrieval.indexes]
         names = [model.name for model in self.models]
         gpus_wanted: dict[str, int] = {}
         for index, model in enumerate(self.models):
+            where = f"models[{index}]"
             if names.index(model.name) != index:
-                raise _invalid(f"models[{index}].name", model.name, "expected unique model names")
+                raise _invalid(f"{where}.name", model.name, "expected unique model names")
             pool = pools.get(model.pool)
             if pool is None:
-                raise _invalid(f"models[{index}].pool", model.pool, "expected one of the gpuPools names: " + ", ".join(pools))
+                raise _invalid(f"{where}.pool", model.pool, "expected one of the gpuPools names: " + ", ".join(pools))
             if model.tensor_parallel_size > pool.gpus_per_node:
-                raise _invalid(f"models[{index}].tensorParallelSize", model.tensor_parallel_size,
+                raise _invalid(f"{where}.tensorParallelSize", model.tensor_parallel_size,
                                f"expected at most {pool.gpus_per_node}, the GPUs per node of pool {pool.name!r}")
-            gpus_wanted[pool.name] = gpus_wanted.get(pool.name, 0) + model.replicas * model.tensor_parallel_size
+            for key, release in (("release", model.release), ("canary.release", model.canary.release if model.canary else None)):
+                if release is not None and release.retrieval_index is not None and release.retrieval_index not in indexes:
+                    raise _invalid(f"{where}.{key}.retrievalIndex", release.retrieval_index,
+                                   "expected one of the retrieval.indexes names: " + ", ".join(indexes))
+            gpus_wanted[pool.name] = gpus_wanted.get(pool.name, 0) + model.peak_gpus()
             capacity = pool.max_size * pool.gpus_per_node
             if gpus_wanted[pool.name] > capacity:
-                raise _invalid(f"models[{index}].replicas", model.replicas,
+                raise _invalid(f"{where}.replicas", model.replicas,
                                f"expected the models on pool {pool.name!r} to need at most its {capacity} GPUs "
-                               f"(maxSize {pool.max_size} x {pool.gpus_per_node}); they need {gpus_wanted[pool.name]}")
+                               f"(maxSize {pool.max_size} x {pool.gpus_per_node}); with maxReplicas and canaries "
+                               f"they need {gpus_wanted[pool.name]}")
+            self._check_fits_on_node(where, model, pool)
+
+    def _check_fits_on_node(self, where: str, model: Model, pool: GpuPool) -> None:
+        largest = replica_share(model, pool)
+        if model.resources is not None:
+            if model.resources.cpu > largest.cpu:
+                raise _invalid(f"{where}.resources.cpu", model.resources.cpu,
+                               f"expected at most {largest.cpu}, this replica's share of a {pool.smallest_instance} node")
+            if model.resources.memory_gib > largest.memory_gib:
+                raise _invalid(f"{where}.resources.memoryGiB", model.resources.memory_gib,
+                               f"expected at most {largest.memory_gib}, this replica's share of a {pool.smallest_instance} node")
+        per_node = pool.gpus_per_node // model.tensor_parallel_size
+        needed = NODE_IMAGES_GIB + per_node * model_cache_gib(model)
+        if pool.root_volume_gib < needed:
+            raise _invalid(f"{where}.sizeGiB", model.size_gib,
+                           f"expected pool {pool.name!r} (rootVolumeGiB {pool.root_volume_gib}) to hold {NODE_IMAGES_GIB} GiB of "
+                           f"images plus {per_node} replica(s) x {model_cache_gib(model)} GiB of model cache; "
+                           f"raise rootVolumeGiB to at least {needed}")
 
     def pool(self, name: str) -> GpuPool:
         return next(pool for pool in self.gpu_pools if pool.name == name)
+
+
+# --- sizing, shared by validation and the manifests --------------------------------------------------
+
+# Root-volume space a GPU node needs besides model caches: the OS, the vLLM image (~20 GiB
+# unpacked) and the system pods' images.
+NODE_IMAGES_GIB = 60
+
+
+@dataclass(frozen=True)
+class ReplicaShare:
+    cpu: int
+    memory_gib: int
+
+
+def replica_share(model: Model, pool: GpuPool) -> ReplicaShare:
+    """A replica's share of its node: GPUs-used / GPUs-per-node of what the kubelet can allocate
+    (two vCPUs and 10% + 4 GiB of memory are kept for the kubelet and node agents), on the pool's smallest type."""
+    node = GPU_INSTANCE_TYPES[pool.smallest_instance]
+    share = model.tensor_parallel_size / node.gpus
+    return ReplicaShare(cpu=max(1, int((node.vcpus - 2) * share)),
+                        memory_gib=max(4, int((node.memory_gib * 0.9 - 4) * share)))
+
+
+def replica_resources(model: Model, pool: GpuPool) -> ReplicaShare:
+    if model.resources is not None:
+        return ReplicaShare(cpu=model.resources.cpu, memory_gib=model.resources.memory_gib)
+    return replica_share(model, pool)
+
+
+def rollout_surge(config: StackConfig, model: Model) -> int:
+    """1 if the pool keeps enough spare GPUs for every Deployment on it to surge one replica at once
+    (a `pulumi up` that changes the image rolls them all), else 0: replace in place, never exceed the pool."""
+    pool = config.pool(model.pool)
+    on_pool = [m for m in config.models if m.pool == pool.name]
+    spare = pool.max_size * pool.gpus_per_node - sum(m.peak_gpus() for m in on_pool)
+    surging = sum(m.tensor_parallel_size * (2 if m.active_canary else 1) for m in on_pool)
+    return 1 if spare >= surging else 0
+
+
+def model_cache_gib(model: Model) -> int:
+    """Disk for one replica's copy of the weights (10% headroom for tokenizer files and metadata)."""
+    return -(-model.size_gib * 11 // 10)  # ceil(size x 1.1) in integers: no float rounding
 
 
 # --- reading --------------------------------------------------------------------------------------------

@@ -54,3 +54,28 @@ def partition(region: str) -> str:
 
 def managed_policy_arn(region: str, name: str) -> str:
     return f"arn:{partition(region)}:iam::aws:policy/{name}"
+
+
+def role_policy(name: str, role: aws.iam.Role, statements: pulumi.Input[list[dict]], parent: pulumi.Resource) -> aws.iam.RolePolicy:
+    """An inline policy: the role's permissions live and die with it, and are read in one place."""
+    document = pulumi.Output.from_input(statements).apply(
+        lambda items: json.dumps({"Version": "2012-10-17", "Statement": items}, sort_keys=True))
+    return aws.iam.RolePolicy(name, role=role.id, policy=document, opts=pulumi.ResourceOptions(parent=parent))
+
+
+def bucket_statements(bucket_arn: str, key_arn: str, *, write: bool, prefix: str = "*") -> list[dict]:
+    """Read (and write) objects under one prefix of one bucket, with its KMS key; never `*` resources."""
+    object_actions = ["s3:GetObject", "s3:GetObjectVersion"] + (["s3:PutObject", "s3:DeleteObject"] if write else [])
+    key_actions = ["kms:Decrypt"] + (["kms:GenerateDataKey", "kms:Encrypt"] if write else [])
+    return [
+        {"Sid": "ListBucket", "Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketLocation"], "Resource": bucket_arn},
+        {"Sid": "Objects", "Effect": "Allow", "Action": object_actions, "Resource": f"{bucket_arn}/{prefix}"},
+        {"Sid": "BucketKey", "Effect": "Allow", "Action": key_actions, "Resource": key_arn},
+    ]
+
+
+def secret_statements(secret_arn: str, key_arn: str) -> list[dict]:
+    return [
+        {"Sid": "ReadSecret", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": secret_arn},
+        {"Sid": "SecretKey", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": key_arn},
+    ]

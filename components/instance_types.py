@@ -16,30 +16,30 @@ class GpuInstance:
     gpus: int
     gpu: str  # the accelerator model, used as the node's `llmops.io/gpu-type` label
     gpu_memory_gib: int  # per GPU
+    vcpus: int
+    memory_gib: int
 
 
-def _family(sizes: dict[str, int], gpu: str, memory: int) -> dict[str, GpuInstance]:
-    return {size: GpuInstance(gpus, gpu, memory) for size, gpus in sizes.items()}
-
-
-_SINGLE = {"xlarge": 1, "2xlarge": 1, "4xlarge": 1, "8xlarge": 1, "16xlarge": 1}
-_G_LARGE = {"12xlarge": 4, "24xlarge": 4, "48xlarge": 8}
+# size -> (GPUs, vCPUs, memory GiB)
+_G5_G6 = {"xlarge": (1, 4, 16), "2xlarge": (1, 8, 32), "4xlarge": (1, 16, 64), "8xlarge": (1, 32, 128),
+          "16xlarge": (1, 64, 256), "12xlarge": (4, 48, 192), "24xlarge": (4, 96, 384), "48xlarge": (8, 192, 768)}
+_FAMILIES: dict[str, tuple[str, int, dict[str, tuple[int, int, int]]]] = {
+    "g4dn": ("T4", 16, {**{k: v for k, v in _G5_G6.items() if k not in ("24xlarge", "48xlarge")}, "metal": (8, 96, 384)}),
+    "g5": ("A10G", 24, _G5_G6),
+    "g6": ("L4", 24, _G5_G6),
+    "g6e": ("L40S", 48, {size: (gpus, vcpus, memory * 2) for size, (gpus, vcpus, memory) in _G5_G6.items()}),
+    "p4d": ("A100", 40, {"24xlarge": (8, 96, 1152)}),
+    "p4de": ("A100", 80, {"24xlarge": (8, 96, 1152)}),
+    "p5": ("H100", 80, {"4xlarge": (1, 16, 256), "48xlarge": (8, 192, 2048)}),
+    "p5e": ("H200", 141, {"48xlarge": (8, 192, 2048)}),
+    "p5en": ("H200", 141, {"48xlarge": (8, 192, 2048)}),
+    "p6-b200": ("B200", 179, {"48xlarge": (8, 192, 2048)}),
+}
 
 GPU_INSTANCE_TYPES: dict[str, GpuInstance] = {
-    f"{family}.{size}": spec
-    for family, table in {
-        "g4dn": _family({**_SINGLE, "12xlarge": 4, "metal": 8}, "T4", 16),
-        "g5": _family({**_SINGLE, **_G_LARGE}, "A10G", 24),
-        "g6": _family({**_SINGLE, **_G_LARGE}, "L4", 24),
-        "g6e": _family({**_SINGLE, **_G_LARGE}, "L40S", 48),
-        "p4d": _family({"24xlarge": 8}, "A100", 40),
-        "p4de": _family({"24xlarge": 8}, "A100", 80),
-        "p5": _family({"4xlarge": 1, "48xlarge": 8}, "H100", 80),
-        "p5e": _family({"48xlarge": 8}, "H200", 141),
-        "p5en": _family({"48xlarge": 8}, "H200", 141),
-        "p6-b200": _family({"48xlarge": 8}, "B200", 179),
-    }.items()
-    for size, spec in table.items()
+    f"{family}.{size}": GpuInstance(gpus, gpu, gpu_memory, vcpus, memory)
+    for family, (gpu, gpu_memory, sizes) in _FAMILIES.items()
+    for size, (gpus, vcpus, memory) in sizes.items()
 }
 
 # GPU families whose instances are Arm (Graviton): the x86 NVIDIA AMI cannot boot them.

@@ -7,10 +7,40 @@ engine sees are exactly the dict that was built.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
+
+_LATE = re.compile(r"@@late:([a-z_]+)@@")
+
+
+def late(name: str) -> str:
+    """A placeholder, inside a manifest built as plain data, for a value known only at deploy time
+    (a database host, a bucket name, a role ARN). `kubernetes_objects` fills it in through an Output."""
+    return f"@@late:{name}@@"
+
+
+def resolve_late(value: Any, values: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+        return _LATE.sub(lambda match: str(values[match.group(1)]), value)
+    if isinstance(value, dict):
+        return {key: resolve_late(item, values) for key, item in value.items()}
+    if isinstance(value, list):
+        return [resolve_late(item, values) for item in value]
+    return value
+
+
+def _late_names(value: Any) -> set[str]:
+    if isinstance(value, str):
+        return set(_LATE.findall(value))
+    if isinstance(value, dict):
+        return set().union(*(_late_names(item) for item in value.values())) if value else set()
+    if isinstance(value, list):
+        return set().union(*(_late_names(item) for item in value)) if value else set()
+    return set()
 
 _TYPED = {
     ("apps/v1", "DaemonSet"): k8s.apps.v1.DaemonSet,
@@ -28,11 +58,42 @@ _TYPED = {
 }
 
 
-def kubernetes_object(name: str, obj: dict[str, Any], opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
+def kubernetes_object(name: str, obj: dict[str, Any], opts: pulumi.ResourceOptions,
+                      late_values: Mapping[str, pulumi.Input[str]] | None = None) -> pulumi.CustomResource:
     """One Kubernetes object; anything not in the typed table is applied as a custom resource."""
     api_version, kind = obj["apiVersion"], obj["kind"]
-    fields = {key: value for key, value in obj.items() if key not in ("apiVersion", "kind")}
+    fields: dict[str, Any] = {key: value for key, value in obj.items() if key not in ("apiVersion", "kind")}
+    needed = _late_names(fields)
+    if needed:
+        missing = needed - set(late_values or {})
+        if missing:
+            raise ValueError(f"{kind} {obj['metadata'].get('name')}: no value for {sorted(missing)}")
+        template = fields
+        resolved = pulumi.Output.all(**{key: (late_values or {})[key] for key in needed}).apply(
+            lambda values: resolve_late(template, values))
+        fields = {key: resolved.apply(lambda f, key=key: f[key]) if _late_names(value) else value
+                  for key, value in template.items()}
     typed = _TYPED.get((api_version, kind))
     if typed is not None:
-        return typed(name, **fields, opts=opts)
+        # Typed classes take top-level fields as snake_case keyword arguments (`reclaim_policy`).
+        return typed(name, **{re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), key): value
+                              for key, value in fields.items()}, opts=opts)
     return k8s.apiextensions.CustomResource(name, api_version=api_version, kind=kind, **fields, opts=opts)
+
+
+def kubernetes_objects(prefix: str, objects: Sequence[dict[str, Any]], parent: pulumi.Resource,
+                       late_values: Mapping[str, pulumi.Input[str]] | None = None,
+                       after: Mapping[str, Sequence[str]] | None = None) -> dict[str, pulumi.CustomResource]:
+    """Declare every object as `<prefix>-<kind>-<name>`, keyed `Kind/name` in the result.
+
+    Objects wait for the Namespace they live in when it is in the same list, and for the
+    `Kind/name` keys `after` lists for them (which must come earlier in `objects`)."""
+    created: dict[str, pulumi.CustomResource] = {}
+    for obj in sorted(objects, key=lambda o: o["kind"] != "Namespace"):
+        metadata = obj["metadata"]
+        key = f"{obj['kind']}/{metadata['name']}"
+        waits = [created[f"Namespace/{metadata['namespace']}"]] if f"Namespace/{metadata.get('namespace')}" in created else []
+        waits += [created[other] for other in (after or {}).get(key, ())]
+        created[key] = kubernetes_object(f"{prefix}-{obj['kind'].lower()}-{metadata['name']}", obj,
+                                         pulumi.ResourceOptions(parent=parent, depends_on=waits), late_values)
+    return created

@@ -122,3 +122,15 @@ class Network(pulumi.ComponentResource):
         })), opts=child)
         aws.ec2.FlowLog(f"{name}-flow-logs", vpc_id=vpc.id, traffic_type="ALL", log_destination_type="cloud-watch-logs",
                         log_destination=group.arn, iam_role_arn=role.arn, max_aggregation_interval=60, opts=child)
+
+
+def ingress_security_group(name: str, *, vpc_id: pulumi.Input[str], port: int, source_security_group_id: pulumi.Input[str],
+                           description: str, parent: pulumi.Resource) -> aws.ec2.SecurityGroup:
+    """A security group for a data store: one port, only from the cluster's security group, no egress."""
+    group = aws.ec2.SecurityGroup(name, vpc_id=vpc_id, description=description, ingress=[], egress=[],
+                                  tags={"Name": name}, opts=pulumi.ResourceOptions(parent=parent))
+    aws.vpc.SecurityGroupIngressRule(name, security_group_id=group.id, referenced_security_group_id=source_security_group_id,
+                                     ip_protocol="tcp", from_port=port, to_port=port,
+                                     description=f"{description} from the EKS cluster",
+                                     opts=pulumi.ResourceOptions(parent=parent))
+    return group

@@ -13,10 +13,15 @@ import pulumi
 import pulumi_aws as aws
 
 from components.cluster import Cluster, ClusterArgs
-from components.config import StackConfig, region_code
+from components.config import StackConfig, region_code, rollout_surge
 from components.device_plugin import NvidiaDevicePlugin, NvidiaDevicePluginArgs
+from components.feature_store import FeatureStore, FeatureStoreArgs
 from components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
+from components.inference_gateway import InferenceGateway, InferenceGatewayArgs
+from components.model_registry import ModelRegistry, ModelRegistryArgs
 from components.network import Network, NetworkArgs
+from components.retrieval_index import RetrievalIndex, RetrievalIndexArgs
+from components.vllm_service import VllmService, VllmServiceArgs
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,28 @@ class Region(pulumi.ComponentResource):
             for pool in cfg.gpu_pools
         }
         on_cluster = pulumi.ResourceOptions(parent=self, providers=[cluster.provider])
+        on_both = pulumi.ResourceOptions(parent=self, providers=[provider, cluster.provider])
         NvidiaDevicePlugin(f"{name}-nvidia", NvidiaDevicePluginArgs(image=cfg.device_plugin.image, tags=tags), opts=on_cluster)
+
+        gateway = InferenceGateway(name, InferenceGatewayArgs(serving=cfg.serving, region_code=region_code(region), tags=tags),
+                                   opts=on_cluster)
+        serving = (gateway.namespace,)
+        data_store = dict(environment=cfg.environment, region=region, oidc_provider=cluster.oidc_provider,
+                          client_namespaces=serving, tags=tags)
+        in_vpc = dict(vpc_id=network.vpc_id, subnet_ids=network.private_subnet_ids,
+                      cluster_security_group_id=cluster.cluster_security_group_id)
+        registry = ModelRegistry(name, ModelRegistryArgs(config=cfg.registry, **in_vpc, **data_store), opts=on_both)
+        self.feature_store = FeatureStore(name, FeatureStoreArgs(config=cfg.feature_store, **in_vpc, **data_store), opts=on_both)
+        index = RetrievalIndex(name, RetrievalIndexArgs(config=cfg.retrieval, tools=cfg.tools, **data_store), opts=on_both)
+
+        self.models = {
+            model.name: VllmService(f"{name}-{model.name}", VllmServiceArgs(
+                model=model, pool=cfg.pool(model.pool), surge=rollout_surge(cfg, model), region_code=region_code(region),
+                serving=cfg.serving, namespace=gateway.namespace, gateway=gateway.name, registry_uri=registry.tracking_uri,
+                fetch_image=cfg.registry.image, retrieval_fingerprints=index.fingerprints, tags=tags),
+                opts=pulumi.ResourceOptions(parent=self, providers=[cluster.provider], depends_on=[gateway]))
+            for model in cfg.models
+        }
 
         self.outputs = {
             "role": self.role,
@@ -65,5 +91,8 @@ class Region(pulumi.ComponentResource):
             "oidcProviderArn": cluster.oidc_provider.arn,
             "vpcId": network.vpc_id,
             "gpuNodeGroups": {pool: p.node_group.node_group_name for pool, p in self.gpu_pools.items()},
+            "registry": {"trackingUri": registry.tracking_uri, "artifactBucket": registry.artifact_bucket.name},
+            "retrievalFingerprints": index.fingerprints,
+            "releases": {model: service.release_id for model, service in self.models.items()},
         }
         self.register_outputs(self.outputs)

@@ -31,6 +31,7 @@ from llmops.offline.project import Project, StackSettings
 
 ACCOUNT_ID = "123456789012"
 DEFAULT_REGION = "us-east-1"
+RANDOM_PASSWORD_MARKER = "offlineRandomPassword"
 
 
 class ProgramError(Exception):
@@ -93,6 +94,9 @@ class ProviderMocks(Mocks):
             return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/offline", "userId": "OFFLINE", "id": ACCOUNT_ID}
         if token == "aws:index/getPartition:getPartition":
             return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
+        if token == "aws:secretsmanager/getRandomPassword:getRandomPassword":
+            # Recognisable, so tests can prove it never reaches a plan or a manifest.
+            return {"randomPassword": f"{RANDOM_PASSWORD_MARKER}{_short_hash(str(args.args), length=24)}", "id": "random"}
         if token == "aws:index/getRegion:getRegion":
             return {"name": region, "region": region, "id": region}
         return {}
@@ -120,6 +124,17 @@ def _computed_aws_outputs(type_: str, state: dict[str, Any], region: str, resour
     if type_ == "aws:iam/openIdConnectProvider:OpenIdConnectProvider":
         url = str(state.get("url", "")).removeprefix("https://")
         return {"arn": f"arn:aws:iam::{ACCOUNT_ID}:oidc-provider/{url}"}
+    if type_ == "aws:rds/instance:Instance":
+        address = f"{resource_id}.c0ffee.{region}.rds.amazonaws.com"
+        secret = f"arn:aws:secretsmanager:{region}:{ACCOUNT_ID}:secret:rds!db-{_short_hash(resource_id, length=8)}"
+        return {"address": address, "endpoint": f"{address}:5432", "port": 5432,
+                "masterUserSecrets": [{"secretArn": secret, "kmsKeyId": state.get("masterUserSecretKmsKeyId", ""),
+                                       "secretStatus": "active"}] if state.get("manageMasterUserPassword") else []}
+    if type_ == "aws:elasticache/replicationGroup:ReplicationGroup":
+        return {"primaryEndpointAddress": f"master.{resource_id}.c0ffee.{region[:4]}.cache.amazonaws.com",
+                "readerEndpointAddress": f"replica.{resource_id}.c0ffee.{region[:4]}.cache.amazonaws.com"}
+    if type_ == "aws:secretsmanager/secret:Secret":
+        return {"arn": f"arn:aws:secretsmanager:{region}:{ACCOUNT_ID}:secret:{resource_id}"}
     if type_ == "aws:iam/role:Role":
         return {"arn": f"arn:aws:iam::{ACCOUNT_ID}:role/{state['name']}"}
     return {}

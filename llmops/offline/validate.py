@@ -47,7 +47,7 @@ def _crd_validator(group: str, kind: str, version: str) -> jsonschema.Draft7Vali
 
 def _is_custom(group: str) -> bool:
     # Gateway API lives under networking.k8s.io yet is a CRD; other *.k8s.io groups are built in.
-    return (CRD_SCHEMAS / group).is_dir() or ("." in group and not group.endswith(".k8s.io"))
+    return bool(group) and ((CRD_SCHEMAS / group).is_dir() or ("." in group and not group.endswith(".k8s.io")))
 
 
 def validate_object(obj: dict[str, Any], kubernetes_version: str) -> list[Violation]:

@@ -50,7 +50,7 @@ BAD_CONFIGS = {
     "unknown top-level key": (
         lambda s: s["config"].__setitem__("llmops:gpuPool", []),
         'stacks/Pulumi.dev.yaml: llmops:gpuPool = []: unknown key; allowed keys: cluster, devicePlugin, environment, '
-        "gpuPools, models, network, regions, tags"),
+        "featureStore, gpuPools, models, network, regions, registry, retrieval, serving, tags, tools"),
     "unknown nested key (typo)": (
         lambda s: _pool(s).__setitem__("maxsize", 3),
         "stacks/Pulumi.dev.yaml: llmops:gpuPools[0].maxsize = 3: unknown key; allowed keys: capacityType, desiredSize, "
@@ -105,9 +105,41 @@ BAD_CONFIGS = {
         lambda s: _model(s).__setitem__("tensorParallelSize", 2),
         "stacks/Pulumi.dev.yaml: llmops:models[0].tensorParallelSize = 2: expected at most 1, the GPUs per node of pool 'l4'"),
     "replicas beyond the pool's GPUs": (
-        lambda s: _model(s).__setitem__("replicas", 3),
+        lambda s: _model(s).update(replicas=3, maxReplicas=3),
         "stacks/Pulumi.dev.yaml: llmops:models[0].replicas = 3: expected the models on pool 'l4' to need at most its 2 GPUs "
-        "(maxSize 2 x 1); they need 3"),
+        "(maxSize 2 x 1); with maxReplicas and canaries they need 3"),
+    "a canary that does not fit beside the stable ceiling": (
+        lambda s: _model(s).__setitem__("canary", {"release": {"version": "4"}, "weight": 10}),
+        "stacks/Pulumi.dev.yaml: llmops:models[0].replicas = 1: expected the models on pool 'l4' to need at most its 2 GPUs "
+        "(maxSize 2 x 1); with maxReplicas and canaries they need 3"),
+    "canary weight above 100": (
+        lambda s: _model(s).__setitem__("canary", {"release": {"version": "4"}, "weight": 120}),
+        "stacks/Pulumi.dev.yaml: llmops:models[0].canary.weight = 120: expected a value <= 100"),
+    "canary weight below 0": (
+        lambda s: _model(s).__setitem__("canary", {"release": {"version": "4"}, "weight": -5}),
+        "stacks/Pulumi.dev.yaml: llmops:models[0].canary.weight = -5: expected a value >= 0"),
+    "canary identical to the stable release": (
+        lambda s: _model(s).__setitem__("canary", {"release": dict(_model(s)["release"]), "weight": 0}),
+        'stacks/Pulumi.dev.yaml: llmops:models[0].canary.release = {"featureView": "user_context:v2", "promptVersion": '
+        '"chat-2026-11-01", "retri...: expected a release that differs from the stable release'),
+    "release on an index that does not exist": (
+        lambda s: _model(s)["release"].__setitem__("retrievalIndex", "faq"),
+        'stacks/Pulumi.dev.yaml: llmops:models[0].release.retrievalIndex = "faq": expected one of the retrieval.indexes '
+        "names: docs"),
+    "model cache that does not fit on the node's root volume": (
+        lambda s: _model(s).__setitem__("sizeGiB", 90),
+        "stacks/Pulumi.dev.yaml: llmops:models[0].sizeGiB = 90: expected pool 'l4' (rootVolumeGiB 150) to hold 60 GiB of "
+        "images plus 1 replica(s) x 99 GiB of model cache; raise rootVolumeGiB to at least 159"),
+    "resources larger than the replica's share of a node": (
+        lambda s: _model(s).__setitem__("resources", {"cpu": 8, "memoryGiB": 10}),
+        "stacks/Pulumi.dev.yaml: llmops:models[0].resources.cpu = 8: expected at most 2, this replica's share of a "
+        "g6.xlarge node"),
+    "registry version that is not a number": (
+        lambda s: _model(s)["release"].__setitem__("version", "latest"),
+        'stacks/Pulumi.dev.yaml: llmops:models[0].release.version = "latest": expected text matching ^[1-9][0-9]{0,9}$'),
+    "chunk overlap as large as the chunk": (
+        lambda s: s["config"]["llmops:retrieval"]["indexes"][0].__setitem__("chunkOverlap", 512),
+        "stacks/Pulumi.dev.yaml: llmops:retrieval.indexes[0].chunkOverlap = 512: expected less than chunkSize (512)"),
     "required tag missing": (
         lambda s: s["config"]["llmops:tags"].pop("cost-center"),
         "stacks/Pulumi.dev.yaml: llmops:tags.cost-center = null: required tag is missing or empty"),

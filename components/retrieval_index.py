@@ -1,0 +1,91 @@
+"""`RetrievalIndex`: Qdrant on encrypted volumes, its API key in Secrets Manager, snapshots in S3.
+
+Each index's retrieval config (embedding model, chunker, chunk size, overlap, normalisation,
+top-k) is recorded with its fingerprint, which every serving release that reads the index
+includes in its release id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from components.bucket import SecureBucket, SecureBucketArgs
+from components.config import IndexConfig, Retrieval, Tools
+from components.identity import bucket_statements, role_policy, secret_statements, service_account_role
+from components.keys import rotating_key
+from components.kubernetes import kubernetes_objects, late
+from components.manifests.qdrant import NAME, QdrantSpec, qdrant_objects
+from components.manifests.workload import namespace
+from components.release import retrieval_fingerprint
+
+NAMESPACE = "retrieval"
+API_KEY_VERSION = 1
+
+
+def index_fingerprint(index: IndexConfig) -> str:
+    return retrieval_fingerprint(embedding_model=index.embedding_model, chunker=index.chunker,
+                                 chunk_size=index.chunk_size, chunk_overlap=index.chunk_overlap,
+                                 normalisation=index.normalisation, top_k=index.top_k)
+
+
+def recorded_config(index: IndexConfig) -> dict:
+    return {**index.model_dump(by_alias=True), "fingerprint": index_fingerprint(index)}
+
+
+@dataclass(frozen=True)
+class RetrievalIndexArgs:
+    config: Retrieval
+    tools: Tools
+    environment: str
+    region: str
+    oidc_provider: aws.iam.OpenIdConnectProvider
+    client_namespaces: tuple[str, ...]
+    tags: Mapping[str, str]
+
+
+class RetrievalIndex(pulumi.ComponentResource):
+    fingerprints: dict[str, str]
+
+    def __init__(self, name: str, args: RetrievalIndexArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("llmops:data:RetrievalIndex", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        cfg, dev = args.config, args.environment == "dev"
+        key = rotating_key(f"{name}-retrieval", description=f"Retrieval index data in {args.region}",
+                           alias=f"llmops-{name}-retrieval", parent=self)
+        bucket = SecureBucket(f"{name}-index-snapshots", SecureBucketArgs(
+            purpose="index snapshots", kms_key_arn=key.arn, force_destroy=dev), opts=child)
+
+        api_key = pulumi.Output.secret(aws.secretsmanager.get_random_password_output(
+            password_length=48, exclude_punctuation=True, opts=pulumi.InvokeOutputOptions(parent=self)).random_password)
+        secret = aws.secretsmanager.Secret(f"{name}-qdrant-api-key", description="Qdrant API key", kms_key_id=key.arn,
+                                           recovery_window_in_days=0 if dev else 7, opts=child)
+        aws.secretsmanager.SecretVersion(f"{name}-qdrant-api-key", secret_id=secret.id, secret_string_wo=api_key,
+                                         secret_string_wo_version=API_KEY_VERSION, opts=child)
+
+        server = service_account_role(f"{name}-qdrant", oidc_provider=args.oidc_provider, namespace=NAMESPACE,
+                                      service_account=NAME, parent=self)
+        role_policy(f"{name}-qdrant", server, pulumi.Output.all(secret.arn, key.arn).apply(
+            lambda a: secret_statements(a[0], a[1])), parent=self)
+        snapshots = service_account_role(f"{name}-qdrant-snapshot", oidc_provider=args.oidc_provider, namespace=NAMESPACE,
+                                         service_account=f"{NAME}-snapshot", parent=self)
+        role_policy(f"{name}-qdrant-snapshot", snapshots, pulumi.Output.all(bucket.arn, key.arn, secret.arn).apply(
+            lambda a: bucket_statements(a[0], a[1], write=True, prefix="qdrant/*") + secret_statements(a[2], a[1])),
+            parent=self)
+
+        self.fingerprints = {index.name: index_fingerprint(index) for index in cfg.indexes}
+        spec = QdrantSpec(
+            namespace=NAMESPACE, image=cfg.image, aws_cli_image=args.tools.aws_cli_image, curl_image=args.tools.curl_image,
+            storage_gib=cfg.storage_gib, region=args.region, server_role_arn=late("server_role_arn"),
+            snapshot_role_arn=late("snapshot_role_arn"), api_key_secret_arn=late("secret_arn"),
+            snapshot_bucket=late("bucket"), kms_key_arn=late("key_arn"), snapshot_schedule=cfg.snapshot_schedule,
+            retrieval_configs={index.name: recorded_config(index) for index in cfg.indexes},
+            client_namespaces=args.client_namespaces, tags=args.tags)
+        kubernetes_objects(f"{name}-retrieval", [namespace(NAMESPACE, args.tags), *qdrant_objects(spec)], self, late_values={
+            "server_role_arn": server.arn, "snapshot_role_arn": snapshots.arn, "secret_arn": secret.arn,
+            "bucket": bucket.name, "key_arn": key.arn})
+        self.register_outputs({"snapshotBucket": bucket.name, "apiKeySecretArn": secret.arn,
+                               "fingerprints": self.fingerprints})

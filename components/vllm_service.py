@@ -1,0 +1,71 @@
+"""`VllmService`: one model served by vLLM in one region -- stable, optional canary, routing, autoscaling."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pulumi
+
+from components.config import GpuPool, Model, Release, Serving, model_cache_gib, replica_resources
+from components.kubernetes import kubernetes_objects
+from components.manifests.gateway import model_hostnames
+from components.manifests.vllm import Track, VllmSpec, model_dir, serving_args, vllm_objects
+from components.release import ReleaseParts, release_parts
+
+
+@dataclass(frozen=True)
+class VllmServiceArgs:
+    model: Model
+    pool: GpuPool
+    surge: int
+    region_code: str
+    serving: Serving
+    namespace: str
+    gateway: str
+    registry_uri: str
+    fetch_image: str
+    retrieval_fingerprints: Mapping[str, str]
+    tags: Mapping[str, str]
+
+
+def release_of(model: Model, release: Release, fingerprints: Mapping[str, str]) -> ReleaseParts:
+    args = serving_args(name=model.name, model_dir=model_dir(model.registry.model, release.version),
+                        tensor_parallel_size=model.tensor_parallel_size, max_model_len=model.max_model_len,
+                        gpu_memory_utilization=model.gpu_memory_utilization)
+    return release_parts(registered_model=model.registry.model, model_version=release.version, image=model.image,
+                         serving_args=args, prompt_version=release.prompt_version, feature_view=release.feature_view,
+                         retrieval_fingerprint=fingerprints.get(release.retrieval_index) if release.retrieval_index else None)
+
+
+def vllm_spec(args: VllmServiceArgs) -> VllmSpec:
+    model, pool = args.model, args.pool
+    share = replica_resources(model, pool)
+    canary = model.active_canary
+    stable_weight = 100 - (canary.weight if canary else 0)
+    return VllmSpec(
+        name=model.name, namespace=args.namespace, image=model.image, pool=pool.name,
+        tensor_parallel_size=model.tensor_parallel_size, max_model_len=model.max_model_len,
+        gpu_memory_utilization=model.gpu_memory_utilization, size_gib=model.size_gib, cache_gib=model_cache_gib(model),
+        cpu=share.cpu, memory_gib=share.memory_gib, min_replicas=model.replicas, max_replicas=model.ceiling,
+        queue_depth_target=model.queue_depth_target, startup_base_seconds=model.startup.base_seconds,
+        startup_seconds_per_gib=model.startup.seconds_per_gib, surge=args.surge, registry_uri=args.registry_uri,
+        fetch_image=args.fetch_image, hostnames=model_hostnames(model.name, args.serving.domain, args.region_code),
+        gateway=(args.namespace, args.gateway), prometheus_url=args.serving.prometheus_url,
+        stable=Track("stable", release_of(model, model.release, args.retrieval_fingerprints), model.replicas, stable_weight),
+        canary=Track("canary", release_of(model, canary.release, args.retrieval_fingerprints), canary.replicas, canary.weight)
+        if canary else None,
+        tags=args.tags)
+
+
+class VllmService(pulumi.ComponentResource):
+    def __init__(self, name: str, args: VllmServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("llmops:serving:VllmService", name, None, opts)
+        spec = vllm_spec(args)
+        kubernetes_objects(name, vllm_objects(spec), self)
+        self.release_id = spec.stable.release.release_id
+        self.register_outputs({
+            "releaseId": spec.stable.release.release_id, "version": spec.stable.release.model_version,
+            "canaryReleaseId": spec.canary.release.release_id if spec.canary else None,
+            "canaryWeight": spec.canary.weight if spec.canary else 0, "hostnames": list(spec.hostnames),
+        })
