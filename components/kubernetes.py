@@ -23,9 +23,15 @@ def late(name: str) -> str:
     return f"@@late:{name}@@"
 
 
+def _late_value(values: Mapping[str, str], name: str) -> str:
+    if values.get(name) is None:
+        raise ValueError(f"deploy-time value {name!r} resolved to nothing; a manifest would carry 'None'")
+    return str(values[name])
+
+
 def resolve_late(value: Any, values: Mapping[str, str]) -> Any:
     if isinstance(value, str):
-        return _LATE.sub(lambda match: str(values[match.group(1)]), value)
+        return _LATE.sub(lambda match: _late_value(values, match.group(1)), value)
     if isinstance(value, dict):
         return {key: resolve_late(item, values) for key, item in value.items()}
     if isinstance(value, list):

@@ -40,3 +40,44 @@ def write_program_copy(tmp_path: Path, stack_name: str, stack_data: dict) -> Pat
     (tmp_path / "__main__.py").write_text((ROOT / "__main__.py").read_text())
     (tmp_path / "stacks" / f"Pulumi.{stack_name}.yaml").write_text(yaml.safe_dump(stack_data))
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    """moto's real HTTP server on 127.0.0.1 (boto3 talks to it over the wire); stopped at the end."""
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError as error:  # a missing backend is a failure, never a skip
+        pytest.fail(f"moto[server] is required for AWS API tests (pip install -e '.[dev]'): {error}")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws_env(moto_endpoint, monkeypatch):
+    """Credentials and region for boto3 against the moto server, and nothing real."""
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return moto_endpoint
+
+
+def objects_of(plan: Plan, kind: str) -> list[dict]:
+    """Every rendered Kubernetes object of one kind in a plan."""
+    return [r.inputs for r in plan.kubernetes_objects() if r.inputs["kind"] == kind]
+
+
+def pod_specs(plan: Plan) -> list[tuple[str, dict]]:
+    """(object name, pod spec) for every workload that creates pods."""
+    found = []
+    for obj in (r.inputs for r in plan.kubernetes_objects()):
+        spec = obj.get("spec", {})
+        if obj["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+            found.append((f"{obj['kind']}/{obj['metadata']['name']}", spec["template"]["spec"]))
+        elif obj["kind"] == "CronJob":
+            found.append((f"CronJob/{obj['metadata']['name']}", spec["jobTemplate"]["spec"]["template"]["spec"]))
+    return found

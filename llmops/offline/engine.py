@@ -117,6 +117,9 @@ def _computed_aws_outputs(type_: str, state: dict[str, Any], region: str, resour
         }
     if type_ == "aws:ec2/launchTemplate:LaunchTemplate":
         return {"latestVersion": 1, "defaultVersion": 1}
+    if type_ == "aws:s3/bucket:Bucket":
+        name = state.get("bucket") or f"{state.get('bucketPrefix', '')}{resource_id}".lower()
+        return {"bucket": name, "arn": f"arn:aws:s3:::{name}", "region": region}
     if type_ == "aws:eks/nodeGroup:NodeGroup":
         return {"nodeGroupName": state.get("nodeGroupName") or f"{state.get('nodeGroupNamePrefix', '')}{resource_id[-7:]}"}
     if type_ == "aws:kms/key:Key":
