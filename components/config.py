@@ -396,6 +396,14 @@ class Retrieval(_Model):
     indexes: list[IndexConfig] = Field(min_length=1)
 
 
+class Alerting(_Model):
+    # runbook_url = <runbookBaseUrl>/<runbook name>; the rendered pages live in runbooks/pages/.
+    runbook_base_url: str = Field(pattern=r"^https://[^\s]+$")
+    rule_namespace: str = Field(default="monitoring", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    # Labels the Prometheus Operator's ruleSelector matches (kube-prometheus-stack: release=<its name>).
+    rule_selector_labels: dict[str, str] = {}
+
+
 class Tools(_Model):
     """Small utility images the data components' jobs use."""
     curl_image: PinnedImage
@@ -427,6 +435,7 @@ class StackConfig(_Model):
     feature_store: FeatureStore
     retrieval: Retrieval
     tools: Tools
+    alerting: Alerting
 
     @model_validator(mode="after")
     def _consistent(self) -> StackConfig:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from components.alert_rules import AlertRules, AlertRulesArgs
 from components.cluster import Cluster, ClusterArgs
 from components.config import StackConfig, region_code, rollout_surge
 from components.device_plugin import NvidiaDevicePlugin, NvidiaDevicePluginArgs
@@ -83,6 +84,9 @@ class Region(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, providers=[cluster.provider], depends_on=[gateway]))
             for model in cfg.models
         }
+
+        AlertRules(f"{name}-alerts", AlertRulesArgs(alerting=cfg.alerting, models=cfg.models, environment=cfg.environment,
+                                                     region=region, tags=tags), opts=on_cluster)
 
         self.outputs = {
             "role": self.role,

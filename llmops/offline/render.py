@@ -32,4 +32,9 @@ def render(plan: Plan, directory: str | Path) -> list[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(resource.inputs, sort_keys=True, default_flow_style=False))
         written.append(path)
+        if resource.inputs["kind"] == "PrometheusRule":
+            # The same groups as a plain Prometheus rule file, for promtool and for Prometheus without the operator.
+            rules = path.with_name(path.name.removesuffix(".yaml") + ".rules.yml")
+            rules.write_text(yaml.safe_dump({"groups": resource.inputs["spec"]["groups"]}, sort_keys=False))
+            written.append(rules)
     return written

@@ -49,7 +49,7 @@ def _model(stack):
 BAD_CONFIGS = {
     "unknown top-level key": (
         lambda s: s["config"].__setitem__("llmops:gpuPool", []),
-        'stacks/Pulumi.dev.yaml: llmops:gpuPool = []: unknown key; allowed keys: cluster, devicePlugin, environment, '
+        'stacks/Pulumi.dev.yaml: llmops:gpuPool = []: unknown key; allowed keys: alerting, cluster, devicePlugin, environment, '
         "featureStore, gpuPools, models, network, regions, registry, retrieval, serving, tags, tools"),
     "unknown nested key (typo)": (
         lambda s: _pool(s).__setitem__("maxsize", 3),

@@ -1,0 +1,285 @@
+"""Alert and recording rules: SLO burn rates per model, and operational alerts, as Prometheus rule groups.
+
+Burn-rate alerts follow the multi-window, multi-burn-rate pattern: an alert fires when both
+the long and the short window burn faster than factor x (1 - SLO), with factor =
+budget-spent x SLO-period / long-window (14.4, 6, 3, 1 for a 30-day SLO). Error ratios with
+no traffic are NaN, and a comparison with NaN is false, so an idle model never pages; a
+request-rate floor keeps a handful of failures at low traffic from paging either.
+
+Every alert carries `severity`, `summary`, `description` and a `runbook_url` naming a
+catalogued runbook. Annotations use labels only (never `$value`), so promtool unit tests can
+assert them exactly. Plain data, no Pulumi: the same groups become a `PrometheusRule` and a
+plain Prometheus rule file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client.utils import floatToGoString
+
+from components.manifests.labels import standard_labels
+
+WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
+_HOURS = {"5m": 5 / 60, "30m": 0.5, "1h": 1, "2h": 2, "6h": 6, "1d": 24, "3d": 72}
+RUNBOOKS = ("rollback", "failover", "reindex", "pii-incident")
+
+
+@dataclass(frozen=True)
+class BurnTier:
+    severity: str
+    speed: str  # "Fast" or "Slow", part of the alert name
+    for_: str
+    windows: tuple[tuple[str, str, float], ...]  # (long, short, share of the budget spent in the long window)
+
+
+# The SRE workbook's tiers: 2% of the budget in 1h or 5% in 6h pages; 10% in 1d or 3d opens a ticket.
+BURN_TIERS = (
+    BurnTier("page", "Fast", "2m", (("1h", "5m", 0.02), ("6h", "30m", 0.05))),
+    BurnTier("ticket", "Slow", "15m", (("1d", "2h", 0.10), ("3d", "6h", 0.10))),
+)
+
+
+@dataclass(frozen=True)
+class SloSpec:
+    model: str
+    availability_objective: float  # percent of requests that must not fail
+    ttft_objective: float  # percent of requests whose first token must arrive within the threshold
+    ttft_threshold_seconds: float  # a bucket bound of vllm:time_to_first_token_seconds
+    window_days: int
+    min_request_rate: float  # requests per second below which burn-rate alerts stay silent
+
+
+@dataclass(frozen=True)
+class RuleContext:
+    runbook_base_url: str
+    environment: str
+    region: str
+    serving_namespace: str = "serving"
+    registry_namespace: str = "registry"
+    features_namespace: str = "features"
+    retrieval_namespace: str = "retrieval"
+
+
+def runbook_url(context: RuleContext, runbook: str) -> str:
+    if runbook not in RUNBOOKS:
+        raise ValueError(f"no runbook {runbook!r}; the catalog has {', '.join(RUNBOOKS)}")
+    return f"{context.runbook_base_url.rstrip('/')}/{runbook}"
+
+
+def burn_factor(spent: float, window_days: int, long_window: str) -> float:
+    return round(spent * window_days * 24 / _HOURS[long_window], 6)
+
+
+def alert(context: RuleContext, name: str, expr: str, *, for_: str, severity: str, runbook: str, summary: str,
+          description: str, labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "alert": name, "expr": expr, "for": for_,
+        "labels": {"severity": severity, "environment": context.environment, "region": context.region, **(labels or {})},
+        "annotations": {"summary": summary, "description": description, "runbook_url": runbook_url(context, runbook)},
+    }
+
+
+# --- SLOs ---------------------------------------------------------------------------------------------------
+
+def _requests(spec: SloSpec, context: RuleContext, window: str, status: str | None = None) -> str:
+    services = f"{spec.model}|{spec.model}-canary"  # users see stable and canary alike
+    matchers = f'namespace="{context.serving_namespace}",service=~"{services}",handler=~"/v1/.+"'
+    if status:
+        matchers += f',status="{status}"'
+    return f"sum(rate(http_requests_total{{{matchers}}}[{window}]))"
+
+
+def _ttft(spec: SloSpec, context: RuleContext, window: str) -> str:
+    matchers = f'namespace="{context.serving_namespace}",model_name="{spec.model}"'
+    le = floatToGoString(spec.ttft_threshold_seconds)  # as prometheus_client writes the bucket label
+    fast = f'sum(rate(vllm:time_to_first_token_seconds_bucket{{{matchers},le="{le}"}}[{window}]))'
+    total = f"sum(rate(vllm:time_to_first_token_seconds_count{{{matchers}}}[{window}]))"
+    return f"1 - ({fast} / {total})"
+
+
+def slo_recording_rules(spec: SloSpec, context: RuleContext) -> list[dict[str, Any]]:
+    rules = []
+    for window in WINDOWS:
+        rules.append({"record": f"llmops:slo_requests:rate{window}", "expr": _requests(spec, context, window),
+                      "labels": {"model": spec.model}})
+        # No 5xx series at all means no errors (0), not no data; no requests at all stays NaN.
+        errors = f"({_requests(spec, context, window, '5xx')} or vector(0))"
+        rules.append({"record": f"llmops:slo_errors:ratio_rate{window}",
+                      "expr": f"{errors} / {_requests(spec, context, window)}",
+                      "labels": {"model": spec.model, "slo": "availability"}})
+        rules.append({"record": f"llmops:slo_errors:ratio_rate{window}", "expr": _ttft(spec, context, window),
+                      "labels": {"model": spec.model, "slo": "latency"}})
+    return rules
+
+
+def _burn_expr(spec: SloSpec, slo: str, objective: float, tier: BurnTier) -> str:
+    budget = round(1 - objective / 100, 10)
+    clauses = []
+    for long, short, spent in tier.windows:
+        threshold = round(burn_factor(spent, spec.window_days, long) * budget, 10)
+        errors = f'{{model="{spec.model}",slo="{slo}"}}'
+        clauses.append(
+            f"(llmops:slo_errors:ratio_rate{long}{errors} > {threshold:g}"
+            f" and llmops:slo_errors:ratio_rate{short}{errors} > {threshold:g}"
+            f' and on(model) llmops:slo_requests:rate{long}{{model="{spec.model}"}} >= {spec.min_request_rate:g})')
+    return "\n or ".join(clauses)
+
+
+def slo_alerts(spec: SloSpec, context: RuleContext) -> list[dict[str, Any]]:
+    alerts = []
+    slos = (("Availability", "availability", spec.availability_objective,
+             f"{spec.availability_objective:g}% of requests succeed"),
+            ("Latency", "latency", spec.ttft_objective,
+             f"{spec.ttft_objective:g}% of first tokens within {spec.ttft_threshold_seconds:g}s"))
+    for title, slo, objective, promise in slos:
+        for tier in BURN_TIERS:
+            speed = "fast enough to page" if tier.severity == "page" else "steadily"
+            alerts.append(alert(
+                context, f"SLO{title}{tier.speed}Burn", _burn_expr(spec, slo, objective, tier),
+                for_=tier.for_, severity=tier.severity, runbook="rollback", labels={"model": spec.model},
+                summary=f"{{{{ $labels.model }}}} is burning its {slo} error budget {speed}",
+                description=(f"The {slo} SLO of {{{{ $labels.model }}}} ({promise} over {spec.window_days} days) is "
+                             f"burning budget in {context.region}. If it started with a release, roll it back."),
+            ))
+    return alerts
+
+
+def slo_group(spec: SloSpec, context: RuleContext) -> dict[str, Any]:
+    # Recording rules first: within one group they are evaluated before the alerts that read them.
+    return {"name": f"llmops-slo-{spec.model}", "rules": slo_recording_rules(spec, context) + slo_alerts(spec, context)}
+
+
+# --- operational -------------------------------------------------------------------------------------------
+
+def serving_alerts(models: Sequence[str], context: RuleContext) -> list[dict[str, Any]]:
+    ns = context.serving_namespace
+    per_model = [alert(
+        context, "VllmMetricsAbsent", f'absent(vllm:num_requests_running{{namespace="{ns}",model_name="{model}"}})',
+        for_="10m", severity="page", runbook="rollback", labels={"model": model},
+        summary="{{ $labels.model_name }} exports no vLLM metrics",
+        description=f"No vLLM server of {{{{ $labels.model_name }}}} in {context.region} has reported for 10 minutes: "
+                    "the pods are down, crash-looping or not scraped. If a release just rolled out, roll it back.")
+        for model in models]
+    return per_model + [
+        alert(context, "VllmRequestQueueBacklog",
+              f'avg by (namespace, model_name) (vllm:num_requests_waiting{{namespace="{ns}"}}) > 20',
+              for_="10m", severity="ticket", runbook="failover",
+              summary="{{ $labels.model_name }} has a sustained request backlog",
+              description="More than 20 requests per replica have waited for 10 minutes: autoscaling cannot keep "
+                          "up (no GPUs to add?). Add capacity or shift traffic to another region."),
+        alert(context, "VllmKvCacheSaturated",
+              f'max by (namespace, model_name, pod) (vllm:kv_cache_usage_perc{{namespace="{ns}"}}) > 0.95',
+              for_="15m", severity="ticket", runbook="rollback",
+              summary="{{ $labels.pod }} has had its KV cache above 95% for 15 minutes",
+              description="A full KV cache precedes preemptions and a throughput cliff. A release that raised "
+                          "max-model-len or lowered GPU memory utilisation is the usual cause."),
+        alert(context, "VllmPreemptionsSustained",
+              f'sum by (namespace, model_name) (rate(vllm:num_preemptions_total{{namespace="{ns}"}}[5m])) > 0.1',
+              for_="15m", severity="ticket", runbook="rollback",
+              summary="{{ $labels.model_name }} keeps preempting requests",
+              description="vLLM has preempted requests for 15 minutes: GPU memory is oversubscribed and work is "
+                          "recomputed. Check the latest release's serving args."),
+        alert(context, "GpuPodsUnschedulable",
+              f'sum by (namespace, pod) (kube_pod_status_unschedulable{{namespace="{ns}"}}) > 0',
+              for_="15m", severity="ticket", runbook="failover",
+              summary="{{ $labels.pod }} has waited 15 minutes for a GPU node",
+              description="No GPU node can take this serving pod: the pool is at its maximum or the region has no "
+                          "GPU capacity. Raise the pool maximum or serve from another region."),
+    ]
+
+
+def gpu_alerts(context: RuleContext) -> list[dict[str, Any]]:
+    return [
+        alert(context, "GpuXidErrors", "max by (Hostname, gpu) (DCGM_FI_DEV_XID_ERRORS) > 0",
+              for_="1m", severity="page", runbook="failover",
+              summary="GPU {{ $labels.gpu }} on {{ $labels.Hostname }} reports an XID error",
+              description="The driver reported an XID error: the GPU may be failing. Cordon and replace the node; "
+                          "if several nodes are affected, fail over the region."),
+        alert(context, "GpuMemoryExhausted",
+              "max by (Hostname, gpu) (DCGM_FI_DEV_FB_USED / (DCGM_FI_DEV_FB_USED + DCGM_FI_DEV_FB_FREE)) > 0.98",
+              for_="15m", severity="ticket", runbook="rollback",
+              summary="GPU {{ $labels.gpu }} on {{ $labels.Hostname }} is out of memory",
+              description="More than 98% of the GPU's memory has been in use for 15 minutes (vLLM reserves about "
+                          "90% by design): something else is on the GPU, or a release raised its memory use."),
+        alert(context, "GpuTemperatureHigh", "max by (Hostname, gpu) (DCGM_FI_DEV_GPU_TEMP) > 85",
+              for_="10m", severity="ticket", runbook="failover",
+              summary="GPU {{ $labels.gpu }} on {{ $labels.Hostname }} is above 85 C",
+              description="A hot GPU throttles and then fails. Replace the node; if the region is affected, fail over."),
+    ]
+
+
+def data_alerts(context: RuleContext) -> list[dict[str, Any]]:
+    def down(name: str, what: str, metric: str, namespace: str, kind: str, workload: str) -> dict[str, Any]:
+        return alert(context, name, f'sum({metric}{{namespace="{namespace}",{kind}="{workload}"}}) < 1',
+                     for_="5m", severity="page", runbook="failover",
+                     summary=f"The {what} in {context.region} has no ready replica",
+                     description=f"{workload} in {namespace} has had no ready replica for 5 minutes. Serving in this "
+                                 "region degrades; if it cannot be restored quickly, fail over.")
+    return [
+        down("ModelRegistryDown", "model registry", "kube_deployment_status_replicas_available",
+             context.registry_namespace, "deployment", "mlflow"),
+        down("FeatureStoreDown", "feature store", "kube_deployment_status_replicas_available",
+             context.features_namespace, "deployment", "feast"),
+        down("RetrievalIndexDown", "retrieval index", "kube_statefulset_status_replicas_ready",
+             context.retrieval_namespace, "statefulset", "qdrant"),
+    ]
+
+
+def pii_alerts(context: RuleContext) -> list[dict[str, Any]]:
+    return [
+        alert(context, "PiiDetectedInLogs",
+              "sum by (source, entity_type) (increase(llmops_pii_findings_total[15m])) > 0",
+              for_="1m", severity="page", runbook="pii-incident",
+              summary="Personal data ({{ $labels.entity_type }}) found in {{ $labels.source }}",
+              description="The PII scanner found {{ $labels.entity_type }} values where none may be. Contain it "
+                          "with the pii-incident runbook; do not copy the data anywhere."),
+        alert(context, "PiiScanStale",
+              "time() - max by (source) (llmops_pii_scan_last_success_timestamp_seconds) > 7200"
+              " or absent(llmops_pii_scan_last_success_timestamp_seconds)",
+              for_="15m", severity="ticket", runbook="pii-incident",
+              summary="The PII scan of inference logs has not succeeded for two hours",
+              description="Without a recent scan, personal data in logs would go unnoticed. Restore the scanner."),
+    ]
+
+
+def index_alerts(context: RuleContext) -> list[dict[str, Any]]:
+    return [
+        alert(context, "RetrievalIndexStale", "max by (index) (llmops_index_stale_fraction) > 0.05",
+              for_="30m", severity="ticket", runbook="reindex",
+              summary="Index {{ $labels.index }} serves stale documents",
+              description="More than 5% of the documents of {{ $labels.index }} changed in the corpus since it was "
+                          "built: answers use outdated context. Reindex."),
+        alert(context, "RetrievalIndexBehindCorpus",
+              "max by (index) (llmops_index_age_seconds) > 86400"
+              " and on(index) max by (index) (llmops_index_corpus_newer_objects) > 0",
+              for_="1h", severity="ticket", runbook="reindex",
+              summary="Index {{ $labels.index }} is over a day behind its corpus",
+              description="The corpus has objects newer than {{ $labels.index }}, which is more than a day old. Reindex."),
+        alert(context, "RetrievalIndexConfigMismatch", "max by (index) (llmops_index_config_mismatch) > 0",
+              for_="5m", severity="page", runbook="reindex",
+              summary="Index {{ $labels.index }} was built with a different retrieval config than serving uses",
+              description="The embedding model, chunker or normalisation that built {{ $labels.index }} differs from "
+                          "the serving config: retrieval quality degrades silently. Reindex with the serving config."),
+        alert(context, "RetrievalFreshnessUnknown", "absent(llmops_index_age_seconds)",
+              for_="1h", severity="ticket", runbook="reindex",
+              summary="No index freshness metrics for an hour",
+              description="The freshness exporter is not reporting, so a stale index would go unnoticed. Restore it."),
+    ]
+
+
+def rule_groups(slos: Sequence[SloSpec], context: RuleContext) -> list[dict[str, Any]]:
+    return [slo_group(spec, context) for spec in slos] + [
+        {"name": "llmops-serving", "rules": serving_alerts([s.model for s in slos], context)},
+        {"name": "llmops-gpu", "rules": gpu_alerts(context)},
+        {"name": "llmops-data", "rules": data_alerts(context) + pii_alerts(context) + index_alerts(context)},
+    ]
+
+
+def prometheus_rule(*, name: str, namespace: str, groups: list[dict[str, Any]], tags: Mapping[str, str],
+                    selector_labels: Mapping[str, str]) -> dict[str, Any]:
+    labels = {**standard_labels(name, "alert-rules", tags), **selector_labels}
+    return {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels}, "spec": {"groups": groups}}

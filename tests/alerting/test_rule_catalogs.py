@@ -1,0 +1,124 @@
+"""Every rule reads only catalogued metrics; every alert links a catalogued runbook; every runbook is reached."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from components.manifests.alert_rules import RUNBOOKS, RuleContext, SloSpec, rule_groups
+from components.manifests.rule_lint import lint_groups, metric_catalog, metric_names, runbook_of
+from runbooks.catalog import load_catalog
+from tests.conftest import objects_of
+
+SAMPLE = Path(__file__).resolve().parent.parent / "fixtures" / "vllm_metrics.prom"
+BASE = "https://github.com/example-org/llmops/blob/main/runbooks/pages"
+STACKS = ["dev", "staging", "prod"]
+
+
+def stack_groups(plan):
+    rules = objects_of(plan, "PrometheusRule")
+    assert rules, f"stack {plan.stack} has no PrometheusRule"
+    return [group for rule in rules for group in rule["spec"]["groups"]]
+
+
+def alerts(groups):
+    return [rule for group in groups for rule in group["rules"] if "alert" in rule]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_stacks_rules_pass_the_lint(plans, stack):
+    problems = lint_groups(stack_groups(plans[stack]), known_metrics=metric_catalog(), runbooks=load_catalog(),
+                           runbook_base_url=BASE)
+    assert problems == []
+
+
+def test_runbook_names_in_the_rules_are_the_catalog():
+    assert set(RUNBOOKS) == set(load_catalog())
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_catalogued_runbook_is_reached_and_the_catalog_lists_exactly_its_alerts(plans, stack):
+    reached: dict[str, set[str]] = {}
+    for rule in alerts(stack_groups(plans[stack])):
+        reached.setdefault(runbook_of(rule, BASE), set()).add(rule["alert"])
+    catalog = load_catalog()
+    assert set(reached) == set(catalog), "every catalogued runbook is linked from at least one alert"
+    for name, entry in catalog.items():
+        assert set(entry.alerts) == reached[name], f"runbooks/catalog.yaml's alerts for {name} drifted from the rules"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_alert_carries_severity_summary_description_and_runbook(plans, stack):
+    for rule in alerts(stack_groups(plans[stack])):
+        assert rule["labels"]["severity"] in {"page", "ticket"}, rule["alert"]
+        assert rule["labels"]["environment"] == stack
+        assert {"summary", "description", "runbook_url"} <= set(rule["annotations"]), rule["alert"]
+        assert "$value" not in str(rule["annotations"]), f"{rule['alert']}: annotations must be testable exactly"
+
+
+def _context():
+    return RuleContext(runbook_base_url=BASE, environment="prod", region="us-east-1")
+
+
+def _groups():
+    return rule_groups([SloSpec("chat", 99.9, 95.0, 1.0, 30, 0.5)], _context())
+
+
+def _broken(alert_name, change):
+    groups = _groups()
+    for group in groups:
+        for rule in group["rules"]:
+            if rule.get("alert") == alert_name:
+                change(rule)
+    return lint_groups(groups, known_metrics=metric_catalog(), runbooks=load_catalog(), runbook_base_url=BASE)
+
+
+def test_a_wrong_metric_name_fails_naming_the_alert():
+    problems = _broken("VllmKvCacheSaturated", lambda r: r.update(expr=r["expr"].replace("kv_cache_usage_perc", "gpu_cache_usage_perc")))
+    assert problems == ["group llmops-serving, alert VllmKvCacheSaturated: uses metrics not in the metric catalog: "
+                        "vllm:gpu_cache_usage_perc"]
+
+
+def test_a_missing_runbook_url_fails_naming_the_alert():
+    problems = _broken("GpuXidErrors", lambda r: r["annotations"].pop("runbook_url"))
+    assert problems == ["group llmops-gpu, alert GpuXidErrors: no runbook_url annotation"]
+
+
+def test_a_runbook_link_to_nothing_fails_naming_the_alert():
+    problems = _broken("RetrievalIndexStale", lambda r: r["annotations"].update(runbook_url=f"{BASE}/reindx"))
+    assert problems == [f"group llmops-data, alert RetrievalIndexStale: runbook_url {BASE}/reindx names no catalogued "
+                        f"runbook (expected {BASE}/<one of failover, pii-incident, reindex, rollback>)"]
+
+
+def test_a_missing_severity_fails_naming_the_alert():
+    problems = _broken("PiiDetectedInLogs", lambda r: r["labels"].pop("severity"))
+    assert problems == ["group llmops-data, alert PiiDetectedInLogs: no severity label"]
+
+
+def test_rules_never_read_metrics_vllm_removed():
+    used = {name for group in _groups() for rule in group["rules"] for name in metric_names(rule["expr"])}
+    assert not used & {"vllm:gpu_cache_usage_perc", "vllm:time_per_output_token_seconds_bucket",
+                       "vllm:gpu_prefix_cache_hits_total", "vllm:gpu_prefix_cache_queries_total"}
+
+
+def sample_series() -> set[str]:
+    names = set()
+    for family in text_string_to_metric_families(SAMPLE.read_text()):
+        names.update(sample.name for sample in family.samples)
+    return names
+
+
+def test_every_catalogued_vllm_metric_is_in_a_current_vllm_exposition():
+    exposed = sample_series()
+    vllm = [name for name, entry in metric_catalog().items() if entry["source"] == "vllm"]
+    assert vllm
+    assert [name for name in vllm if name not in exposed] == []
+
+
+def test_the_ttft_threshold_bucket_the_rules_select_exists_in_the_exposition():
+    text = SAMPLE.read_text()
+    rule = next(r for g in _groups() for r in g["rules"] if r.get("record") == "llmops:slo_errors:ratio_rate5m"
+                and r["labels"]["slo"] == "latency")
+    assert 'le="1.0"' in rule["expr"] and 'le="1.0"' in text
