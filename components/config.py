@@ -404,6 +404,15 @@ class Alerting(_Model):
     rule_selector_labels: dict[str, str] = {}
 
 
+EnforcementLevel = Literal["advisory", "mandatory", "remediate", "disabled"]
+
+
+class PolicyEnforcement(_Model):
+    """How the policy pack enforces on this stack: a pack-wide level and per-policy overrides."""
+    enforcement: EnforcementLevel = "mandatory"
+    overrides: dict[str, EnforcementLevel] = {}
+
+
 class Tools(_Model):
     """Small utility images the data components' jobs use."""
     curl_image: PinnedImage
@@ -436,6 +445,7 @@ class StackConfig(_Model):
     retrieval: Retrieval
     tools: Tools
     alerting: Alerting
+    policy: PolicyEnforcement = PolicyEnforcement()
 
     @model_validator(mode="after")
     def _consistent(self) -> StackConfig:

@@ -2,7 +2,8 @@
 # One entry point for a fresh clone: sets up .venv (pinned by pyproject.toml + constraints.txt),
 # then runs the main job or the tests.
 #
-#   scripts/dev.sh plan    offline plan of every stack: summary, plan JSON, rendered + validated manifests
+#   scripts/dev.sh plan    offline plan of every stack (summary, plan JSON, rendered + validated manifests
+#                          and rule files), then the policy pack's report over every stack
 #   scripts/dev.sh test    the whole test suite (what CI runs)
 #   scripts/dev.sh setup   only the setup
 set -euo pipefail
@@ -43,6 +44,7 @@ case "${1:-}" in
   plan)
     setup
     "$VENV/bin/llmops" preview --validate --render build/manifests --json 'build/plan-{stack}.json'
+    "$VENV/bin/llmops" policy check
     ;;
   test)
     setup

@@ -162,6 +162,7 @@ class CapturingMonitor(MockMonitor):
                 urn=urn, type=request.type, name=request.name, parent=request.parent,
                 provider=request.provider.rsplit("::", 1)[0] if request.provider else "",
                 inputs=_masked(inputs), dependencies=tuple(request.dependencies), custom=bool(request.custom),
+                property_dependencies={key: tuple(value.urns) for key, value in request.propertyDependencies.items()},
             ))
         return super().RegisterResource(request)
 

@@ -26,6 +26,8 @@ class PlannedResource:
     inputs: dict[str, Any]
     dependencies: tuple[str, ...] = ()
     custom: bool = True
+    # input name -> URNs its value came from (how a BucketVersioning is known to belong to its Bucket)
+    property_dependencies: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def is_kubernetes_object(self) -> bool:

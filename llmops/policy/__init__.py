@@ -1,0 +1,1 @@
+"""Run the CrossGuard pack (policies/) offline over captured plans, with the engine's semantics."""
