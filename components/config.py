@@ -14,6 +14,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -604,6 +605,18 @@ def load() -> StackConfig:
     # fills the context variable. Read both, so unknown keys can be reported too.
     flat = {**pulumi.runtime.get_config_env(), **runtime_config.CONFIG.get()}
     return parse(flat, f"{STACK_CONFIG_DIR}/Pulumi.{pulumi.get_stack()}.yaml")
+
+
+def load_file(path: str | Path) -> StackConfig:
+    """Read a stack file directly (for tools that run outside Pulumi, such as the runbooks)."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"{path}: cannot read the stack file: {error}") from None
+    return parse(data.get("config") or {}, str(path))
 
 
 def _decode(raw: Any) -> Any:

@@ -21,6 +21,7 @@ from components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
 from components.inference_gateway import InferenceGateway, InferenceGatewayArgs
 from components.model_registry import ModelRegistry, ModelRegistryArgs
 from components.network import Network, NetworkArgs
+from components.operations import Operations, OperationsArgs
 from components.retrieval_index import RetrievalIndex, RetrievalIndexArgs
 from components.vllm_service import VllmService, VllmServiceArgs
 
@@ -88,8 +89,14 @@ class Region(pulumi.ComponentResource):
         AlertRules(f"{name}-alerts", AlertRulesArgs(alerting=cfg.alerting, models=cfg.models, environment=cfg.environment,
                                                      region=region, tags=tags), opts=on_cluster)
 
+        operations = (Operations(name, OperationsArgs(environment=cfg.environment, tags=tags), opts=on_aws)
+                      if self.role == "primary" else None)
+
         self.outputs = {
             "role": self.role,
+            "region": region,
+            "operations": operations.outputs if operations else None,
+            "servingNamespace": gateway.namespace,
             "clusterName": cluster.name,
             "clusterEndpoint": cluster.endpoint,
             "oidcProviderArn": cluster.oidc_provider.arn,

@@ -137,6 +137,144 @@ def _policy_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _runbook_list(args: argparse.Namespace) -> int:
+    from runbooks.catalog import load_catalog
+    from runbooks.definitions import RUNBOOKS
+
+    for entry in load_catalog().values():
+        status = "executable" if entry.name in RUNBOOKS else "documented"
+        print(f"{entry.name:<14} {status:<11} {entry.title}")
+    return EXIT_OK
+
+
+def _runbook_show(args: argparse.Namespace) -> int:
+    from runbooks.docs import rendered_pages
+
+    pages = {path.stem: text for path, text in rendered_pages().items()}
+    if args.name not in pages:
+        raise UsageError(f"no runbook {args.name!r}; runbooks: {', '.join(pages)}")
+    print(pages[args.name], end="")
+    return EXIT_OK
+
+
+def _runbook_pages(args: argparse.Namespace) -> int:
+    from runbooks.docs import stale_pages, write_pages
+
+    if args.check:
+        stale = stale_pages()
+        for path in stale:
+            print(f"stale: {path} (run `llmops runbook pages`)", file=sys.stderr)
+        return EXIT_FAILED if stale else EXIT_OK
+    for path in write_pages():
+        print(f"wrote {path}")
+    return EXIT_OK
+
+
+def _runbook_run(args: argparse.Namespace) -> int:
+    from runbooks.definitions import RUNBOOKS
+    from runbooks.engine import RunbookError
+    from runbooks.engine.runner import RunOptions
+    from runbooks.launch import launch
+
+    raw = {p.name: getattr(args, p.name, None) for p in RUNBOOKS[args.runbook].params}
+    interactive = sys.stdin.isatty() and args.output == "text"
+    options = RunOptions(dry_run=args.dry_run, yes=args.yes, approve=args.approve, resume=args.resume,
+                         ask=(lambda prompt: input(prompt)) if interactive else None)
+
+    def progress(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    try:
+        result = launch(args.runbook, args.env, raw, options, progress)
+    except RunbookError as error:
+        if args.output == "json":
+            print(json.dumps({"status": "refused" if error.exit_code == 2 else "failed", "error": str(error)}))
+        print(f"llmops: {args.runbook}: {error}", file=sys.stderr)
+        return error.exit_code
+    if args.output == "json":
+        print(json.dumps(result.to_dict(), indent=2, sort_keys=True, default=str))
+    else:
+        print(result.plan.render())
+        if result.status == "planned":
+            print(f"dry run: nothing was changed. To apply exactly this plan: --approve {result.plan.hash}")
+        else:
+            for step in result.steps:
+                print(f"  {step['step']}: {step['outcome']}")
+            print(f"run {result.run_id}: {result.status}; evidence: {result.evidence_key}")
+            if result.error:
+                print(f"  {result.error}", file=sys.stderr)
+    return result.exit_code
+
+
+def _runbook_targets(args: argparse.Namespace) -> int:
+    import yaml
+
+    from components import config as stack_config
+    from runbooks.targets import targets_from_outputs
+
+    stack_file = PROJECT_ROOT / "stacks" / f"Pulumi.{args.stack}.yaml"
+    try:
+        cfg = stack_config.load_file(stack_file)
+        outputs = json.loads(Path(args.outputs).read_text())
+        document = targets_from_outputs(cfg.environment, outputs, stack_file=f"stacks/{stack_file.name}",
+                                        prometheus_url=cfg.serving.prometheus_url)
+    except stack_config.ConfigError as error:
+        raise UsageError(str(error)) from None
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
+        raise UsageError(f"{args.outputs}: not the stack's outputs (pulumi stack output --json): {error!r}") from None
+    text = yaml.safe_dump(document, sort_keys=False)
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}")
+    else:
+        print(text, end="")
+    return EXIT_OK
+
+
+def _drill_rollback(args: argparse.Namespace) -> int:
+    import os
+    import time
+
+    from llmops.drill.rollback_drill import REGISTERED_MODEL, SERVICE, scratch_drill
+    from runbooks.engine import RunbookError
+    from runbooks.engine.runner import RunOptions
+    from runbooks.launch import launch
+
+    def say(message: str) -> None:
+        print(message, flush=True)
+
+    say("drill: starting local backends (MLflow store, Kubernetes API, Prometheus, Pushgateway, moto) ...")
+    try:
+        drill = scratch_drill().start()
+    except RuntimeError as error:
+        raise UsageError(f"drill: {error}") from None
+    try:
+        os.environ.update(drill.environment())
+        drill.wait_until_degraded()
+        say(f"drill: {SERVICE} serves {REGISTERED_MODEL} version {drill.serving_version()} (alias production -> "
+            f"{drill.production_alias()}); it fails 20% of requests and a page alert is firing. Rolling back:")
+        began = time.monotonic()
+        try:
+            result = launch("rollback", "drill", {"service": SERVICE, "to": None}, RunOptions(yes=True),
+                            lambda message: print(message, flush=True))
+        except RunbookError as error:
+            print(f"drill: the rollback refused: {error}", file=sys.stderr)
+            return error.exit_code
+        say(result.plan.render())
+        for step in result.steps:
+            say(f"  {step['step']:<22} {step['outcome']:<12} {step.get('seconds', 0):.2f}s")
+        evidence = drill.evidence(result.run_id)
+        before, after = evidence["signals"].get("before", {}), evidence["signals"].get("after", {})
+        say(f"drill: {result.status} in {time.monotonic() - began:.1f}s; now serving version {drill.serving_version()}, "
+            f"alias production -> {drill.production_alias()}, route {drill.route_weights()}")
+        say(f"drill: error ratio {before.get('availability_error_ratio')} -> {after.get('availability_error_ratio')}; "
+            f"paging {before.get('page_alerts')} -> {after.get('page_alerts')}")
+        say(f"drill: evidence, audit log and pinned stack file under {drill.workdir}")
+        return result.exit_code
+    finally:
+        drill.stop()
+
+
 def _json_path(template: str, stack: str, several: bool) -> Path:
     if "{stack}" in template:
         return Path(template.replace("{stack}", stack))
@@ -180,7 +318,44 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--program", default=str(PROJECT_ROOT), metavar="DIR")
     show.add_argument("--policy-config", metavar="FILE", help=argparse.SUPPRESS)
     show.set_defaults(handler=_policy_config)
+    _runbook_parsers(commands)
+    drill = commands.add_parser("drill", help="on-call drills on real local backends").add_subparsers(
+        dest="drill", required=True)
+    drill.add_parser("rollback", help="a bad release is live; run the rollback runbook against local backends "
+                     "(needs the dev extra and Debian's prometheus, prometheus-pushgateway)").set_defaults(
+        handler=_drill_rollback)
     return parser
+
+
+def _runbook_parsers(commands: Any) -> None:
+    from runbooks.definitions import RUNBOOKS
+
+    runbook = commands.add_parser("runbook", help="executable on-call runbooks").add_subparsers(
+        dest="runbook_command", required=True)
+    runbook.add_parser("list", help="the runbook catalog").set_defaults(handler=_runbook_list)
+    show = runbook.add_parser("show", help="a runbook's page (Markdown rendered from its definition)")
+    show.add_argument("name")
+    show.set_defaults(handler=_runbook_show)
+    pages = runbook.add_parser("pages", help="render runbooks/pages/*.md from the definitions")
+    pages.add_argument("--check", action="store_true", help="exit 1 if a committed page is stale")
+    pages.set_defaults(handler=_runbook_pages)
+    targets = runbook.add_parser("targets", help="write an environment's targets file from the stack's outputs")
+    targets.add_argument("--stack", required=True, help="the stack (its file gives the environment and Prometheus URL)")
+    targets.add_argument("--outputs", required=True, metavar="FILE", help="`pulumi stack output --json -s STACK` saved to a file")
+    targets.add_argument("--out", metavar="FILE", help="where to write (default: stdout), e.g. stacks/targets/prod.yaml")
+    targets.set_defaults(handler=_runbook_targets)
+    run = runbook.add_parser("run", help="run a runbook").add_subparsers(dest="runbook", required=True)
+    for name, definition in RUNBOOKS.items():
+        parser = run.add_parser(name, help=definition.title, description=definition.summary)
+        parser.add_argument("--env", required=True, help="environment (stacks/targets/<env>.yaml)")
+        for param in definition.params:
+            parser.add_argument(param.option, dest=param.name, metavar=param.name.upper(), help=param.help)
+        parser.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
+        parser.add_argument("--yes", action="store_true", help="approve the plan shown")
+        parser.add_argument("--approve", metavar="PLAN_HASH", help="approve only if the plan still has this hash")
+        parser.add_argument("--resume", metavar="RUN_ID", help="resume a run that stopped (crash, kill)")
+        parser.add_argument("--output", choices=("text", "json"), default="text")
+        parser.set_defaults(handler=_runbook_run)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,7 +3,8 @@
 # then runs the main job or the tests.
 #
 #   scripts/dev.sh plan    offline plan of every stack (summary, plan JSON, rendered + validated manifests
-#                          and rule files), then the policy pack's report over every stack
+#                          and rule files), the policy pack's report over every stack, and an on-call
+#                          drill: the rollback runbook against real local backends
 #   scripts/dev.sh test    the whole test suite (what CI runs)
 #   scripts/dev.sh setup   only the setup
 set -euo pipefail
@@ -12,17 +13,18 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=.venv
 
-# Debian's promtool checks and unit-tests the alert rules. Installed without recommends and with
-# service start-up blocked (policy-rc.d), so no Prometheus server starts listening on this host.
+# Debian's Prometheus (promtool checks the alert rules; the server and the Pushgateway back the
+# runbook tests and drills). Installed without recommends and with service start-up blocked
+# (policy-rc.d), so nothing starts listening on this host.
 install_promtool() {
-  command -v promtool >/dev/null && return 0
+  command -v promtool >/dev/null && command -v prometheus-pushgateway >/dev/null && return 0
   if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
-    echo "promtool is missing: install Debian's prometheus (apt-get install --no-install-recommends prometheus)" >&2
+    echo "promtool is missing: install Debian's prometheus and prometheus-pushgateway (apt-get install --no-install-recommends ...)" >&2
     return 0  # the tests that need it fail and say so
   fi
   local blocker=/usr/sbin/policy-rc.d created=0
   if [ ! -e "$blocker" ]; then printf '#!/bin/sh\nexit 101\n' > "$blocker"; chmod +x "$blocker"; created=1; fi
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-pushgateway >/dev/null
   [ "$created" = 1 ] && rm -f "$blocker"
   return 0
 }
@@ -45,6 +47,8 @@ case "${1:-}" in
     setup
     "$VENV/bin/llmops" preview --validate --render build/manifests --json 'build/plan-{stack}.json'
     "$VENV/bin/llmops" policy check
+    install_promtool
+    "$VENV/bin/llmops" drill rollback
     ;;
   test)
     setup

@@ -84,17 +84,25 @@ def alert(context: RuleContext, name: str, expr: str, *, for_: str, severity: st
 
 # --- SLOs ---------------------------------------------------------------------------------------------------
 
-def _requests(spec: SloSpec, context: RuleContext, window: str, status: str | None = None) -> str:
-    services = f"{spec.model}|{spec.model}-canary"  # users see stable and canary alike
-    matchers = f'namespace="{context.serving_namespace}",service=~"{services}",handler=~"/v1/.+"'
+# The SLIs, as PromQL. The recording rules and the runbooks' verification use the same expressions.
+
+def request_rate(model: str, namespace: str, window: str, status: str | None = None) -> str:
+    services = f"{model}|{model}-canary"  # users see stable and canary alike
+    matchers = f'namespace="{namespace}",service=~"{services}",handler=~"/v1/.+"'
     if status:
         matchers += f',status="{status}"'
     return f"sum(rate(http_requests_total{{{matchers}}}[{window}]))"
 
 
-def _ttft(spec: SloSpec, context: RuleContext, window: str) -> str:
-    matchers = f'namespace="{context.serving_namespace}",model_name="{spec.model}"'
-    le = floatToGoString(spec.ttft_threshold_seconds)  # as prometheus_client writes the bucket label
+def availability_error_ratio(model: str, namespace: str, window: str) -> str:
+    # No 5xx series at all means no errors (0), not no data; no requests at all stays NaN.
+    return f"({request_rate(model, namespace, window, '5xx')} or vector(0)) / {request_rate(model, namespace, window)}"
+
+
+def latency_error_ratio(model: str, namespace: str, window: str, threshold_seconds: float) -> str:
+    """The share of first tokens slower than the threshold (a bucket bound of vLLM's histogram)."""
+    matchers = f'namespace="{namespace}",model_name="{model}"'
+    le = floatToGoString(threshold_seconds)  # as prometheus_client writes the bucket label
     fast = f'sum(rate(vllm:time_to_first_token_seconds_bucket{{{matchers},le="{le}"}}[{window}]))'
     total = f"sum(rate(vllm:time_to_first_token_seconds_count{{{matchers}}}[{window}]))"
     return f"1 - ({fast} / {total})"
@@ -102,15 +110,15 @@ def _ttft(spec: SloSpec, context: RuleContext, window: str) -> str:
 
 def slo_recording_rules(spec: SloSpec, context: RuleContext) -> list[dict[str, Any]]:
     rules = []
+    ns = context.serving_namespace
     for window in WINDOWS:
-        rules.append({"record": f"llmops:slo_requests:rate{window}", "expr": _requests(spec, context, window),
+        rules.append({"record": f"llmops:slo_requests:rate{window}", "expr": request_rate(spec.model, ns, window),
                       "labels": {"model": spec.model}})
-        # No 5xx series at all means no errors (0), not no data; no requests at all stays NaN.
-        errors = f"({_requests(spec, context, window, '5xx')} or vector(0))"
         rules.append({"record": f"llmops:slo_errors:ratio_rate{window}",
-                      "expr": f"{errors} / {_requests(spec, context, window)}",
+                      "expr": availability_error_ratio(spec.model, ns, window),
                       "labels": {"model": spec.model, "slo": "availability"}})
-        rules.append({"record": f"llmops:slo_errors:ratio_rate{window}", "expr": _ttft(spec, context, window),
+        rules.append({"record": f"llmops:slo_errors:ratio_rate{window}",
+                      "expr": latency_error_ratio(spec.model, ns, window, spec.ttft_threshold_seconds),
                       "labels": {"model": spec.model, "slo": "latency"}})
     return rules
 

@@ -136,6 +136,10 @@ def _computed_aws_outputs(type_: str, state: dict[str, Any], region: str, resour
     if type_ == "aws:elasticache/replicationGroup:ReplicationGroup":
         return {"primaryEndpointAddress": f"master.{resource_id}.c0ffee.{region[:4]}.cache.amazonaws.com",
                 "readerEndpointAddress": f"replica.{resource_id}.c0ffee.{region[:4]}.cache.amazonaws.com"}
+    if type_ == "aws:sns/topic:Topic":
+        return {"arn": f"arn:aws:sns:{region}:{ACCOUNT_ID}:{state.get('name') or resource_id}"}
+    if type_ == "aws:dynamodb/table:Table":
+        return {"arn": f"arn:aws:dynamodb:{region}:{ACCOUNT_ID}:table/{state['name']}"}
     if type_ == "aws:secretsmanager/secret:Secret":
         return {"arn": f"arn:aws:secretsmanager:{region}:{ACCOUNT_ID}:secret:{resource_id}"}
     if type_ == "aws:iam/role:Role":

@@ -1,0 +1,334 @@
+"""Real local backends for drills and tests, started on 127.0.0.1 and stopped by whoever starts them.
+
+- a Kubernetes API (kmock's emulator, used through the official client), with a tiny stand-in
+  for the Deployment controller that reports a rollout complete once the template changes;
+- a prometheus_client exporter that behaves like a vLLM server: healthy or degraded depending on
+  which model version the Deployment currently serves;
+- Debian's Prometheus scraping it every second (with a page-level alert rule);
+- an MLflow model registry in a SQLite store (MLflow's own client and store).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import shutil
+import socket
+import sqlite3
+import subprocess
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+class KubernetesApi:
+    """kmock's Kubernetes emulator on a real HTTP port, run in a thread with its own event loop."""
+
+    def __init__(self) -> None:
+        import kmock
+
+        self._kmock = kmock
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self.url = ""
+        self.handler: Any = None
+
+    def _serve(self) -> None:
+        async def main() -> None:
+            async with self._kmock.KubernetesEmulator() as handler, self._kmock.Server(handler) as server:
+                self.handler, self.url = handler, str(server.url).rstrip("/")
+                self._stop = asyncio.Event()
+                self._ready.set()
+                await self._stop.wait()
+
+        self._loop = asyncio.new_event_loop()
+        self._loop.run_until_complete(main())
+
+    def start(self) -> KubernetesApi:
+        self._thread.start()
+        if not self._ready.wait(30):
+            raise RuntimeError("kmock did not start")
+        from kubernetes import client
+
+        configuration = client.Configuration()
+        configuration.host = self.url
+        self.api = client.ApiClient(configuration)
+        self.apps = client.AppsV1Api(self.api)
+        self.custom = client.CustomObjectsApi(self.api)
+        return self
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=10)
+
+    def patches(self, path_fragment: str) -> int:
+        """How many PATCH requests reached objects whose URL contains the fragment (not /status)."""
+        return sum(1 for request in list(self.handler)
+                   if request.method.name == "PATCH" and path_fragment in str(request.url)
+                   and not str(request.url).split("?")[0].endswith("/status"))
+
+    def seed(self, deployment: dict[str, Any], route: dict[str, Any] | None) -> None:
+        namespace, name = deployment["metadata"]["namespace"], deployment["metadata"]["name"]
+        from kubernetes.client.exceptions import ApiException
+
+        for delete in (lambda: self.apps.delete_namespaced_deployment(name, namespace),
+                       lambda: self.custom.delete_namespaced_custom_object("gateway.networking.k8s.io", "v1", namespace,
+                                                                           "httproutes", name)):
+            try:
+                delete()
+            except ApiException:
+                pass
+        self.apps.create_namespaced_deployment(namespace, deployment)
+        replicas = deployment["spec"].get("replicas", 1)
+        self.apps.patch_namespaced_deployment_status(name, namespace, {"status": {
+            "replicas": replicas, "updatedReplicas": replicas, "availableReplicas": replicas, "readyReplicas": replicas}})
+        if route is not None:
+            self.custom.create_namespaced_custom_object("gateway.networking.k8s.io", "v1", namespace, "httproutes", route)
+
+
+class RolloutController:
+    """Stands in for the Deployment controller kmock lacks: when a Deployment's template changes, it
+    reports the rollout in progress, then complete after `delay` seconds (status subresource)."""
+
+    def __init__(self, k8s: KubernetesApi, namespace: str, name: str, delay: float = 0.3) -> None:
+        self.k8s, self.namespace, self.name, self.delay = k8s, namespace, name, delay
+        self._stop = threading.Event()
+        self._seen: str | None = None
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _template_key(self) -> str | None:
+        deployment = self.k8s.apps.read_namespaced_deployment(self.name, self.namespace)
+        return json.dumps(self.k8s.api.sanitize_for_serialization(deployment.spec.template), sort_keys=True)
+
+    def _loop(self) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        while not self._stop.wait(0.05):
+            try:
+                key = self._template_key()
+                if self._seen is None:
+                    self._seen = key
+                elif key != self._seen:
+                    self._seen = key
+                    self.k8s.apps.patch_namespaced_deployment_status(self.name, self.namespace, {"status": {"updatedReplicas": 0}})
+                    time.sleep(self.delay)
+                    deployment = self.k8s.apps.read_namespaced_deployment(self.name, self.namespace)
+                    replicas = deployment.spec.replicas or 1
+                    self.k8s.apps.patch_namespaced_deployment_status(self.name, self.namespace, {"status": {
+                        "replicas": replicas, "updatedReplicas": replicas, "availableReplicas": replicas}})
+            except ApiException:
+                continue
+
+    def start(self) -> RolloutController:
+        self._thread.start()
+        return self
+
+    def reset(self) -> None:
+        self._seen = None
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+class SimulatedVllm:
+    """A prometheus_client exporter with vLLM's series, fed 40 requests a second. Versions listed as
+    bad fail 20% of requests and answer slowly; what version runs is read from the Deployment."""
+
+    def __init__(self, model: str, version_of: Any, bad_versions: set[str]) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        self.model, self.version_of, self.bad_versions = model, version_of, bad_versions
+        self.registry = CollectorRegistry()
+        self.requests = Counter("http_requests", "Total number of requests by method, status and handler.",
+                                ["handler", "method", "status"], registry=self.registry)
+        self.ttft = Histogram("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.",
+                              ["model_name", "engine"], registry=self.registry,
+                              buckets=(0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0))
+        self.serving: str | None = None
+        self._stop = threading.Event()
+        self.port = free_port()
+
+    def _tick(self, rng: random.Random, refresh: bool = True) -> None:
+        if refresh:
+            try:
+                self.serving = self.version_of()
+            except Exception:  # noqa: BLE001 - keep serving the last known version while the API is busy
+                pass
+        bad = self.serving in self.bad_versions
+        for _ in range(4):
+            failed = bad and rng.random() < 0.2
+            self.requests.labels("/v1/chat/completions", "POST", "5xx" if failed else "2xx").inc()
+            self.ttft.labels(self.model, "0").observe(rng.uniform(1.5, 4.0) if bad else rng.uniform(0.05, 0.4))
+
+    def _loop(self) -> None:
+        rng = random.Random(7)
+        ticks = 0
+        while not self._stop.wait(0.1):
+            self._tick(rng, refresh=ticks % 5 == 0)  # which version runs: read twice a second
+            ticks += 1
+
+    def start(self) -> SimulatedVllm:
+        # Always the text format: prometheus_client answers a Prometheus asking for OpenMetrics 1.0 with
+        # names escaped (`vllm:` becomes `vllm_`), which would hide vLLM's real metric names.
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        registry = self.registry
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's method name
+                body = generate_latest(registry)
+                self.send_response(200)
+                self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self._loop, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class PrometheusServer:
+    """Debian's Prometheus scraping the exporter every second, with page-level rules of the test's."""
+
+    def __init__(self, workdir: Path, targets: dict[str, tuple[int, dict[str, str]]], rules: list[dict]) -> None:
+        self.binary = shutil.which("prometheus")
+        if self.binary is None:
+            raise RuntimeError("Debian's prometheus is missing (apt-get install --no-install-recommends prometheus); "
+                               "scripts/dev.sh installs it")
+        self.workdir, self.port = workdir, free_port()
+        (workdir / "rules.yml").write_text(yaml.safe_dump({"groups": [{"name": "test", "interval": "1s", "rules": rules}]}))
+        config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"}, "rule_files": ["rules.yml"],
+                  "scrape_configs": [{"job_name": job, "static_configs": [{"targets": [f"127.0.0.1:{port}"], "labels": labels}]}
+                                     for job, (port, labels) in targets.items()]}
+        (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> PrometheusServer:
+        self.process = subprocess.Popen(
+            [self.binary, f"--config.file={self.workdir / 'prometheus.yml'}", f"--storage.tsdb.path={self.workdir / 'data'}",
+             f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=1h"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.workdir)
+        wait_until(self._ready, 30, "Prometheus to be ready")
+        return self
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def query(self, expr: str) -> list[dict]:
+        import urllib.parse
+
+        with urllib.request.urlopen(f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}", timeout=5) as r:
+            return json.load(r)["data"]["result"]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+class ModelRegistryStore:
+    """MLflow's own client on a SQLite store, with a trigger that counts every alias write."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.path = directory / "mlflow.db"
+        self.uri = f"sqlite:///{self.path}"
+        from mlflow.tracking import MlflowClient
+
+        self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        self.client.search_registered_models()  # creates the schema
+        with sqlite3.connect(self.path) as db:
+            db.executescript("""
+                CREATE TABLE IF NOT EXISTS alias_writes (n INTEGER);
+                CREATE TRIGGER IF NOT EXISTS count_alias_insert AFTER INSERT ON registered_model_aliases
+                    BEGIN INSERT INTO alias_writes VALUES (1); END;
+                CREATE TRIGGER IF NOT EXISTS count_alias_update AFTER UPDATE ON registered_model_aliases
+                    BEGIN INSERT INTO alias_writes VALUES (1); END;
+            """)
+
+    def register(self, model: str, versions: dict[str, dict[str, str]]) -> None:
+        self.client.create_registered_model(model)
+        for version, tags in versions.items():
+            artifacts = self.directory / "artifacts" / model / version
+            artifacts.mkdir(parents=True)
+            (artifacts / "config.json").write_text("{}")
+            created = self.client.create_model_version(model, artifacts.as_uri(), tags=tags)
+            assert str(created.version) == version
+
+    def alias_writes(self) -> int:
+        with sqlite3.connect(self.path) as db:
+            return db.execute("SELECT COUNT(*) FROM alias_writes").fetchone()[0]
+
+    def reset_alias_writes(self) -> None:
+        with sqlite3.connect(self.path) as db:
+            db.execute("DELETE FROM alias_writes")
+
+
+class PushgatewayServer:
+    """Debian's Prometheus Pushgateway, where runbook metrics are pushed."""
+
+    def __init__(self) -> None:
+        self.binary = shutil.which("prometheus-pushgateway")
+        if self.binary is None:
+            raise RuntimeError("Debian's prometheus-pushgateway is missing "
+                               "(apt-get install --no-install-recommends prometheus-pushgateway); scripts/dev.sh installs it")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> PushgatewayServer:
+        self.process = subprocess.Popen([self.binary, f"--web.listen-address=127.0.0.1:{self.port}"],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(self._ready, 30, "the Pushgateway to be ready")
+        return self
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as response:
+            return response.read().decode()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)

@@ -1,0 +1,60 @@
+"""A Kubernetes cluster through the official client: read objects and change them with JSON patch.
+
+JSON patch (with `test` operations guarding what the plan saw) behaves the same on every API
+server; strategic-merge patch does not (and a JSON patch is atomic: all operations or none).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runbooks.engine import PreconditionFailed, TransientError, WorldChanged
+
+GATEWAY = ("gateway.networking.k8s.io", "v1", "httproutes")
+
+
+class KubernetesCluster:
+    def __init__(self, *, host: str | None = None, context: str | None = None, kubeconfig: str | None = None) -> None:
+        from kubernetes import client, config
+
+        if host:
+            configuration = client.Configuration()
+            configuration.host = host.rstrip("/")
+            api = client.ApiClient(configuration)
+        else:
+            api = config.new_client_from_config(config_file=kubeconfig, context=context)
+        self.where = host or context or "the current kubeconfig context"
+        self.apps = client.AppsV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return fn(*args, _request_timeout=30, **kwargs)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            if error.status in (409, 422) or (error.status == 500 and "test" in str(error.body).lower()):
+                raise WorldChanged(f"{what}: the object changed since it was read ({error.status}); re-plan") from None
+            if error.status in (429,) or error.status >= 500:
+                raise TransientError(f"{what}: Kubernetes API {error.status}") from None
+            raise PreconditionFailed(f"{what}: Kubernetes API {error.status}: {error.reason}") from None
+        except OSError as error:
+            raise TransientError(f"{what}: Kubernetes API at {self.where} unreachable: {error}") from None
+
+    def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        found = self._call(f"read deployment {namespace}/{name}", self.apps.read_namespaced_deployment, name, namespace)
+        return None if found is None else self.apps.api_client.sanitize_for_serialization(found)
+
+    def patch_deployment(self, namespace: str, name: str, operations: list[dict[str, Any]]) -> None:
+        self._call(f"patch deployment {namespace}/{name}", self.apps.patch_namespaced_deployment, name, namespace,
+                   operations)
+
+    def route(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._call(f"read httproute {namespace}/{name}", self.custom.get_namespaced_custom_object,
+                          *GATEWAY[:2], namespace, GATEWAY[2], name)
+
+    def patch_route(self, namespace: str, name: str, operations: list[dict[str, Any]]) -> None:
+        self._call(f"patch httproute {namespace}/{name}", self.custom.patch_namespaced_custom_object,
+                   *GATEWAY[:2], namespace, GATEWAY[2], name, operations)

@@ -1,0 +1,6 @@
+"""The executable runbooks, by name (the catalog lists every runbook, executable or not yet)."""
+
+from runbooks.engine import Runbook
+from runbooks.rollback import ROLLBACK
+
+RUNBOOKS: dict[str, Runbook] = {runbook.name: runbook for runbook in (ROLLBACK,)}

@@ -1,0 +1,25 @@
+"""The runbook engine: steps, plans and approvals, a durable journal, a lock, audit, evidence, metrics.
+
+It imports no cloud, Kubernetes or registry library: runbooks reach their backends through
+adapters behind interfaces the runbooks declare, and the engine reaches its own services
+(lock, audit, evidence, notifications) through the small protocols in `services.py`.
+"""
+
+from runbooks.engine.model import (
+    ApprovalRequired,
+    Change,
+    InputError,
+    LockHeld,
+    Param,
+    PreconditionFailed,
+    Runbook,
+    RunbookError,
+    RunContext,
+    Step,
+    StepFailed,
+    TransientError,
+    WorldChanged,
+)
+
+__all__ = ["ApprovalRequired", "Change", "InputError", "LockHeld", "Param", "PreconditionFailed", "Runbook",
+           "RunbookError", "RunContext", "Step", "StepFailed", "TransientError", "WorldChanged"]

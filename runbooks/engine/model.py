@@ -1,0 +1,118 @@
+"""What a runbook is made of: typed parameters and ordered steps, each with a plan, a check, an action
+and a verification; and the errors that tell the caller what to do (with their exit codes)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class RunbookError(Exception):
+    """A run could not complete; the message says why and what to do. Exit code 1 unless stated."""
+    exit_code = 1
+
+
+class InputError(RunbookError):
+    """Bad parameters or targets (unknown environment or service, no such version). Nothing was changed."""
+    exit_code = 2
+
+
+class PreconditionFailed(RunbookError):
+    """The world is not in a state the runbook can act on (a backend unreachable, nothing to roll back to)."""
+
+
+class TransientError(RunbookError):
+    """Worth retrying: a timeout, a throttle, a 5xx."""
+
+
+class StepFailed(RunbookError):
+    """A step's action or verification failed after its retries; the run stopped there."""
+
+
+class WorldChanged(RunbookError):
+    """What the approval covered is no longer what would be done; re-plan and approve again."""
+
+
+class LockHeld(RunbookError):
+    """Another run holds the target."""
+
+
+class ApprovalRequired(RunbookError):
+    """No approval was given (no terminal to ask, and no --yes or --approve)."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """A typed parameter: parsed by `parse`, never passed through a shell. Sensitive values are
+    kept out of the audit log and evidence (only a keyed hash of them is recorded)."""
+    name: str
+    help: str
+    parse: Callable[[str], Any] = str
+    required: bool = True
+    default: Any = None
+    sensitive: bool = False
+    flag: str | None = None  # the CLI spelling, default --<name with dashes>
+
+    @property
+    def option(self) -> str:
+        return self.flag or "--" + self.name.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one step would change, shown in the plan and bound into the plan hash."""
+    summary: str
+    before: Any = None
+    after: Any = None
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step. `plan` says what it would change (None: nothing to do); `check` says whether its effect is
+    already in place (a resumed run skips it then); `action` does it; `verify` proves the postcondition."""
+    name: str
+    description: str
+    plan: Callable[[RunContext], Change | None]
+    check: Callable[[RunContext], bool]
+    action: Callable[[RunContext], Mapping[str, Any] | None]
+    verify: Callable[[RunContext], bool]
+    timeout_seconds: float = 300
+    retries: int = 3
+    backoff_seconds: float = 1.0
+    needs_approval: bool = True
+
+
+@dataclass(frozen=True)
+class Runbook:
+    name: str
+    title: str
+    summary: str
+    params: tuple[Param, ...]
+    steps: tuple[Step, ...]
+    # Resolve and validate inputs against the world (read-only); raise InputError / PreconditionFailed.
+    prepare: Callable[[RunContext], None]
+    # The lock key, e.g. "prod/serving/chat": one run per environment and target.
+    lock_target: Callable[[RunContext], str]
+    # Signals recorded before and after (SLO readings, ...), for the evidence.
+    signals: Callable[[RunContext], Mapping[str, Any]] = lambda ctx: {}
+    connect: Callable[[Any], Any] = lambda targets: None  # targets -> the backends the steps use
+    lock_scope: str = "<env>/<target>"  # how the lock key reads, for the page
+
+
+@dataclass
+class RunContext:
+    """What steps see: parameters, the environment's targets, backends, and facts found while preparing."""
+    runbook: str
+    environment: str
+    params: dict[str, Any]
+    targets: Any
+    backends: Any
+    facts: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, Mapping[str, Any]] = field(default_factory=dict)  # step name -> its action's outputs
+    deadline: float = 0.0  # monotonic time by which the current step must finish
+    progress: Callable[[str], None] = lambda message: None
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())

@@ -1,0 +1,320 @@
+"""Run a runbook: plan, approve, lock, journal, execute steps exactly once, audit, evidence, notify.
+
+A fresh run prepares (read-only), plans and asks for approval bound to the plan's hash; under the
+lock it prepares and plans again and refuses if the hash moved. Each step is journaled before and
+after; a resumed run (`--resume RUN_ID`) takes its parameters and facts from the journal, skips
+steps whose postcondition still holds, and runs a half-done step's action only if its `check`
+says the effect is not already in place -- so every side effect happens once.
+
+`LLMOPS_CRASH_AT=<step>:<start|acted|done>` kills the process with SIGKILL at that boundary:
+fault injection for tests and game days.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from runbooks.engine.journal import Journal
+from runbooks.engine.metrics import RunMetrics
+from runbooks.engine.model import (
+    ApprovalRequired,
+    InputError,
+    Runbook,
+    RunbookError,
+    RunContext,
+    Step,
+    StepFailed,
+    TransientError,
+    WorldChanged,
+)
+from runbooks.engine.plan import Plan, PlannedStep
+from runbooks.engine.records import AuditLog, keyed_hash, operator, recorded_params
+from runbooks.engine.services import Lock, Notifier, RecordStore
+
+CRASH_AT = "LLMOPS_CRASH_AT"
+
+
+@dataclass
+class Services:
+    lock: Lock
+    notifier: Notifier
+    audit: AuditLog
+    evidence: RecordStore
+    state_dir: Path
+    lock_ttl_seconds: int = 900
+    pushgateway: str | None = None
+
+
+@dataclass
+class RunOptions:
+    dry_run: bool = False
+    yes: bool = False
+    approve: str | None = None  # a plan hash approved earlier (e.g. from a dry run reviewed by a second person)
+    resume: str | None = None
+    ask: Callable[[str], str] | None = None  # interactive confirmation; None when there is no terminal
+    progress: Callable[[str], None] = lambda message: print(message, file=sys.stderr)
+
+
+@dataclass
+class RunResult:
+    run_id: str | None
+    status: str  # planned | succeeded | failed
+    plan: Plan
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    evidence_key: str | None = None
+    error: str | None = None
+    exit_code: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "status": self.status, "plan_hash": self.plan.hash, "plan": self.plan.to_dict(),
+                "steps": self.steps, "evidence": self.evidence_key, "error": self.error}
+
+
+def new_run_id(runbook: str) -> str:
+    return f"{runbook}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
+
+
+def build_plan(runbook: Runbook, ctx: RunContext, recorded: Mapping[str, Any]) -> Plan:
+    steps = [PlannedStep(step.name, step.description, step.plan(ctx), step.needs_approval) for step in runbook.steps]
+    return Plan(runbook.name, ctx.environment, recorded, steps)
+
+
+def _crash_point(step: str, phase: str) -> None:
+    if os.environ.get(CRASH_AT) == f"{step}:{phase}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class Run:
+    def __init__(self, runbook: Runbook, ctx: RunContext, services: Services, options: RunOptions) -> None:
+        self.runbook, self.ctx, self.services, self.options = runbook, ctx, services, options
+        self.metrics = RunMetrics(runbook.name, ctx.environment)
+        self.journal: Journal | None = None
+        self.run_id: str | None = None
+        self.lock_key: str | None = None
+        self._last_progress = 0.0
+
+    # --- entry points -------------------------------------------------------------------------------
+
+    def start(self) -> RunResult:
+        self.runbook.prepare(self.ctx)
+        recorded = self._recorded_params(key=self.ctx.environment)
+        plan = build_plan(self.runbook, self.ctx, recorded)
+        if self.options.dry_run:
+            return RunResult(None, "planned", plan)
+        approval = self._approve(plan)
+        self.run_id = new_run_id(self.runbook.name)
+        self.lock_key = f"{self.ctx.environment}/{self.runbook.lock_target(self.ctx)}"
+        self.services.lock.acquire(self.lock_key, holder=operator(), run_id=self.run_id,
+                                   ttl_seconds=self.services.lock_ttl_seconds)
+        try:
+            # Under the lock, look again: what was approved must still be what would be done.
+            self.ctx.facts.clear()
+            self.runbook.prepare(self.ctx)
+            now = build_plan(self.runbook, self.ctx, recorded)
+            if now.hash != plan.hash:
+                raise WorldChanged(f"the world changed since the plan was approved ({plan.hash} -> {now.hash}); "
+                                   "nothing was changed. Review the new plan and approve it.")
+            self.journal = Journal.create(self.services.state_dir, self.run_id)
+            self.journal.append("run_started", runbook=self.runbook.name, environment=self.ctx.environment,
+                                params=self._journal_params(), recorded_params=recorded, facts=self.ctx.facts,
+                                plan=plan.to_dict(), plan_hash=plan.hash, approval=approval, operator=operator(),
+                                lock_key=self.lock_key)
+            return self._execute(plan, approval)
+        finally:
+            self.services.lock.release(self.lock_key, run_id=self.run_id)
+
+    def resume(self, run_id: str) -> RunResult:
+        self.journal = Journal.open(self.services.state_dir, run_id)
+        started = self.journal.first("run_started")
+        if started is None or started["runbook"] != self.runbook.name or started["environment"] != self.ctx.environment:
+            raise InputError(f"run {run_id} is not a {self.runbook.name} run in {self.ctx.environment}")
+        if self.journal.has("run_finished"):
+            raise InputError(f"run {run_id} already finished; there is nothing to resume")
+        self.run_id, self.lock_key = run_id, started["lock_key"]
+        self.ctx.params.update(started["params"])
+        self.ctx.facts.update(started["facts"])  # the targets chosen when approved, not re-derived
+        plan = Plan(self.runbook.name, self.ctx.environment, started["recorded_params"],
+                    [PlannedStep(s["name"], s["description"], None, s["needs_approval"]) for s in started["plan"]["steps"]])
+        self.services.lock.acquire(self.lock_key, holder=operator(), run_id=run_id,
+                                   ttl_seconds=self.services.lock_ttl_seconds)
+        try:
+            self.journal.append("run_resumed", operator=operator())
+            self.ctx.outputs.update(self.journal.step_outputs())
+            return self._execute(plan, started["approval"], original_hash=started["plan_hash"], plan_dict=started["plan"])
+        finally:
+            self.services.lock.release(self.lock_key, run_id=run_id)
+
+    # --- the run ------------------------------------------------------------------------------------------
+
+    def _execute(self, plan: Plan, approval: Mapping[str, Any], *, original_hash: str | None = None,
+                 plan_dict: Mapping[str, Any] | None = None) -> RunResult:
+        assert self.journal is not None and self.run_id is not None
+        plan_hash = original_hash or plan.hash
+        if not self.journal.has("signals", phase="before"):
+            self.journal.append("signals", phase="before", values=dict(self.runbook.signals(self.ctx)))
+        self._notify_once("started", {"plan_hash": plan_hash})
+        results: list[dict[str, Any]] = []
+        outcome, error, exit_code = "succeeded", None, 0
+        try:
+            for step in self.runbook.steps:
+                results.append(self._run_step(step))
+        except RunbookError as failure:
+            outcome, error, exit_code = "failed", str(failure), failure.exit_code
+            self.journal.append("run_failed", error=error)
+        self.journal.append("signals", phase="after", values=dict(self.runbook.signals(self.ctx)))
+        evidence_key = self._evidence(plan_dict or plan.to_dict(), plan_hash, approval, outcome, error)
+        self._notify_once("finished", {"outcome": outcome, "error": error, "evidence": evidence_key})
+        self.journal.append("run_finished", outcome=outcome)
+        self.metrics.finished(outcome)
+        try:
+            self.metrics.push(self.services.pushgateway, self.run_id)
+        except OSError as failure:  # metrics must not fail an otherwise finished run
+            self.options.progress(f"warning: could not push metrics: {failure}")
+        return RunResult(self.run_id, outcome, plan, self._step_summaries(), evidence_key, error, exit_code)
+
+    def _run_step(self, step: Step) -> dict[str, Any]:
+        assert self.journal is not None
+        state = self.journal.step_state(step.name)
+        self.ctx.deadline = time.monotonic() + step.timeout_seconds
+        if state == "done":
+            if not step.verify(self.ctx):
+                raise WorldChanged(f"step {step.name} was completed by this run but its effect no longer holds; "
+                                   "someone changed it since. Nothing more was done.")
+            return {"step": step.name, "outcome": "done-earlier"}
+        self.journal.append("step_started", step=step.name)
+        _crash_point(step.name, "start")
+        began = time.monotonic()
+        change = step.plan(self.ctx)
+        before = None if change is None else change.before
+        try:
+            if step.check(self.ctx):
+                outcome, outputs = "already-in-place", dict(self.ctx.outputs.get(step.name) or {})
+            else:
+                # A step that needs no approval changes nothing (it waits or verifies).
+                outputs, outcome = self._act(step), "changed" if step.needs_approval else "completed"
+            _crash_point(step.name, "acted")
+            if not step.verify(self.ctx):
+                raise StepFailed(f"step {step.name}: its postcondition does not hold after the action")
+            if time.monotonic() > self.ctx.deadline:
+                raise StepFailed(f"step {step.name} took longer than its {step.timeout_seconds:g}s timeout")
+        except RunbookError as failure:
+            seconds = time.monotonic() - began
+            self.journal.append("step_failed", step=step.name, error=str(failure))
+            self._audit(f"{step.name}/failed/{int(time.time())}", step.name, before, None, "failed", str(failure))
+            self.metrics.step(step.name, "failed", seconds)
+            raise
+        seconds = time.monotonic() - began
+        after = None if change is None else change.after
+        self.ctx.outputs[step.name] = outputs
+        self.journal.append("step_done", step=step.name, outcome=outcome, outputs=outputs, before=before, after=after,
+                            seconds=seconds)
+        self._audit(step.name, step.name, before, after, outcome)
+        self.metrics.step(step.name, outcome, seconds)
+        _crash_point(step.name, "done")
+        self.services.lock.refresh(self.lock_key, run_id=self.run_id, ttl_seconds=self.services.lock_ttl_seconds)
+        return {"step": step.name, "outcome": outcome, "seconds": round(seconds, 3)}
+
+    def _act(self, step: Step) -> dict[str, Any]:
+        for attempt in range(step.retries + 1):
+            try:
+                return dict(step.action(self.ctx) or {})
+            except TransientError as failure:
+                if attempt == step.retries or time.monotonic() > self.ctx.deadline:
+                    raise StepFailed(f"step {step.name} failed after {attempt + 1} attempt(s): {failure}") from None
+                delay = step.backoff_seconds * (2 ** attempt)
+                self.options.progress(f"  {step.name}: {failure}; retrying in {delay:g}s")
+                time.sleep(delay)
+                self.services.lock.refresh(self.lock_key, run_id=self.run_id, ttl_seconds=self.services.lock_ttl_seconds)
+        raise AssertionError("unreachable")
+
+    # --- approval, records ------------------------------------------------------------------------------
+
+    def _approve(self, plan: Plan) -> dict[str, Any]:
+        who = operator()
+        if self.options.approve is not None:
+            if self.options.approve != plan.hash:
+                raise WorldChanged(f"approved plan {self.options.approve} is not the current plan {plan.hash}; "
+                                   "the world changed since it was reviewed. Nothing was changed.")
+            return {"how": "approved-hash", "by": who, "plan_hash": plan.hash, "at": time.time()}
+        if self.options.yes:
+            return {"how": "--yes", "by": who, "plan_hash": plan.hash, "at": time.time()}
+        if self.options.ask is None:
+            raise ApprovalRequired(f"approval needed for plan {plan.hash}: run again with --yes, or with "
+                                   f"--approve {plan.hash} after reviewing it (nothing was changed)")
+        answer = self.options.ask(f"Apply plan {plan.hash}? Type the plan hash to approve: ").strip()
+        if answer != plan.hash:
+            raise ApprovalRequired("not approved; nothing was changed")
+        return {"how": "interactive", "by": who, "plan_hash": plan.hash, "at": time.time()}
+
+    def _recorded_params(self, key: str) -> dict[str, Any]:
+        return recorded_params(self.ctx.params, self.runbook.params, key)
+
+    def _journal_params(self) -> dict[str, Any]:
+        sensitive = {p.name for p in self.runbook.params if p.sensitive}
+        return {k: v for k, v in self.ctx.params.items() if k not in sensitive}
+
+    def _audit(self, key: str, step: str, before: Any, after: Any, outcome: str, error: str | None = None) -> None:
+        self.services.audit.append_once(f"{self.run_id}/{key}", {
+            "run_id": self.run_id, "runbook": self.runbook.name, "environment": self.ctx.environment,
+            "operator": operator(), "params": self._recorded_params(self.ctx.environment), "step": step,
+            "before": before, "after": after, "outcome": outcome, "error": error})
+
+    def _notify_once(self, kind: str, details: Mapping[str, Any]) -> None:
+        assert self.journal is not None
+        if self.journal.has("notified", kind=kind):
+            return
+        subject = f"[{self.ctx.environment}] runbook {self.runbook.name} {kind}"
+        message = {"run_id": self.run_id, "runbook": self.runbook.name, "environment": self.ctx.environment,
+                   "event": kind, "operator": operator(), **details}
+        self.services.notifier.publish(subject=subject, message=message, dedup_id=f"{self.run_id}-{kind}")
+        self.journal.append("notified", kind=kind)
+
+    def _step_summaries(self) -> list[dict[str, Any]]:
+        assert self.journal is not None
+        done = {}
+        for event in self.journal.events():
+            if event["event"] == "step_done":
+                done[event["step"]] = {"step": event["step"], "outcome": event["outcome"], "before": event.get("before"),
+                                       "after": event.get("after"), "outputs": event.get("outputs"),
+                                       "seconds": event.get("seconds")}
+            elif event["event"] == "step_failed":
+                done.setdefault(event["step"], {"step": event["step"], "outcome": "failed", "error": event.get("error")})
+        return [done[s.name] for s in self.runbook.steps if s.name in done]
+
+    def _evidence(self, plan: Mapping[str, Any], plan_hash: str, approval: Mapping[str, Any], outcome: str,
+                  error: str | None) -> str:
+        assert self.journal is not None
+        events = list(self.journal.events())
+        signals = {e["phase"]: e["values"] for e in events if e["event"] == "signals"}
+        started = self.journal.first("run_started") or {}
+        bundle = {
+            "run_id": self.run_id, "runbook": self.runbook.name, "environment": self.ctx.environment,
+            "operator": started.get("operator"), "inputs": started.get("recorded_params"),
+            "plan": plan, "plan_hash": plan_hash, "approval": approval, "steps": self._step_summaries(),
+            "signals": signals, "outcome": outcome, "error": error,
+            "started_at": started.get("ts"), "finished_at": time.time(),
+            "resumed": sum(1 for e in events if e["event"] == "run_resumed"),
+        }
+        key = f"evidence/{self.run_id}"
+        self.services.evidence.put_once(key, bundle)
+        return key
+
+
+def run(runbook: Runbook, ctx: RunContext, services: Services, options: RunOptions) -> RunResult:
+    """Plan, approve and execute (or resume) a runbook; errors are RunbookErrors with exit codes."""
+    runner = Run(runbook, ctx, services, options)
+    if options.resume:
+        return runner.resume(options.resume)
+    return runner.start()
+
+
+__all__ = ["CRASH_AT", "RunOptions", "RunResult", "Services", "build_plan", "keyed_hash", "run"]

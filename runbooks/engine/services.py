@@ -1,0 +1,128 @@
+"""The engine's own services, as small protocols: a lock, a notifier, and stores for audit records and
+evidence. Local implementations (files) live here; cloud ones (DynamoDB, SNS, S3) are adapters."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from runbooks.engine.model import LockHeld
+
+
+class Lock(Protocol):
+    def acquire(self, key: str, *, holder: str, run_id: str, ttl_seconds: int) -> None:
+        """Take the lock, or raise LockHeld naming the holder. A run may re-take its own lock (resume)."""
+
+    def refresh(self, key: str, *, run_id: str, ttl_seconds: int) -> None: ...
+
+    def release(self, key: str, *, run_id: str) -> None: ...
+
+
+class Notifier(Protocol):
+    def publish(self, *, subject: str, message: Mapping[str, Any], dedup_id: str) -> None: ...
+
+
+class RecordStore(Protocol):
+    """Write-once documents by key: audit records, evidence bundles."""
+
+    def put_once(self, key: str, document: Mapping[str, Any]) -> bool:
+        """Store it unless the key exists; True if this call stored it."""
+
+    def get(self, key: str) -> Mapping[str, Any] | None: ...
+
+
+def write_durably(path: Path, text: str) -> None:
+    """Write and fsync a new file (and its directory entry), failing if it exists."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+class FileRecordStore:
+    """One JSON file per key under a directory, created exclusively (never overwritten)."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory).expanduser()
+
+    def _path(self, key: str) -> Path:
+        return self.directory / f"{key}.json"
+
+    def put_once(self, key: str, document: Mapping[str, Any]) -> bool:
+        try:
+            write_durably(self._path(key), json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
+        except FileExistsError:
+            return False
+        return True
+
+    def get(self, key: str) -> Mapping[str, Any] | None:
+        path = self._path(key)
+        return json.loads(path.read_text()) if path.exists() else None
+
+
+class FileLock:
+    """A lock for a single machine (dev): an exclusively created file naming its holder, with an expiry."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory).expanduser()
+
+    def _path(self, key: str) -> Path:
+        return self.directory / (key.replace("/", "__") + ".lock")
+
+    def acquire(self, key: str, *, holder: str, run_id: str, ttl_seconds: int) -> None:
+        path = self._path(key)
+        record = {"holder": holder, "run_id": run_id, "expires_at": time.time() + ttl_seconds}
+        for _ in range(2):
+            try:
+                write_durably(path, json.dumps(record))
+                return
+            except FileExistsError:
+                current = json.loads(path.read_text() or "{}")
+                if current.get("run_id") == run_id or current.get("expires_at", 0) < time.time():
+                    path.unlink(missing_ok=True)
+                    continue
+                raise LockHeld(_held_message(key, current)) from None
+        raise LockHeld(f"{key}: could not take the lock")
+
+    def refresh(self, key: str, *, run_id: str, ttl_seconds: int) -> None:
+        path = self._path(key)
+        current = json.loads(path.read_text())
+        if current.get("run_id") != run_id:
+            raise LockHeld(_held_message(key, current))
+        current["expires_at"] = time.time() + ttl_seconds
+        path.write_text(json.dumps(current))
+
+    def release(self, key: str, *, run_id: str) -> None:
+        path = self._path(key)
+        if path.exists() and json.loads(path.read_text()).get("run_id") == run_id:
+            path.unlink()
+
+
+def _held_message(key: str, record: Mapping[str, Any]) -> str:
+    left = max(0, int(float(record.get("expires_at", 0)) - time.time()))
+    return (f"{key} is locked by {record.get('holder')} (run {record.get('run_id')}, expires in {left}s); "
+            f"wait for it, or resume that run with --resume {record.get('run_id')}")
+
+
+def held_message(key: str, record: Mapping[str, Any]) -> str:
+    return _held_message(key, record)
+
+
+class PrintNotifier:
+    """Where no topic is configured: notifications go to stderr."""
+
+    def publish(self, *, subject: str, message: Mapping[str, Any], dedup_id: str) -> None:
+        import sys
+
+        print(f"notify: {subject}", file=sys.stderr)

@@ -1,0 +1,467 @@
+"""Roll back a model release: registry alias, serving Deployment, canary weight, stack config.
+
+A bad release -- weights, prompt, feature view or retrieval config -- is reverted to the last
+known good one: `--to VERSION`, else the `last-known-good` alias, else the newest version tagged
+`validation_status=passed` that is not current. The steps move the `production` alias back, patch
+the stable Deployment to the known-good release (a JSON patch guarded by a `test` of the release it
+saw), set any canary weight to 0, wait for the rollout, verify the SLOs on Prometheus, and pin the
+known-good release in the environment's stack file so the next `pulumi up` does not bring the bad
+one back.
+
+The runbook reads its backends through the ports below (Registry, Cluster, Signals); the adapters in
+runbooks/adapters implement them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from components import config as stack_config
+from components.manifests.alert_rules import availability_error_ratio, latency_error_ratio
+from components.manifests.vllm import RELEASE_ANNOTATION, RELEASE_LABEL, RELEASE_PARTS_ANNOTATION, VERSION_LABEL, model_dir
+from components.release import ReleaseParts
+from runbooks.engine import (
+    Change,
+    InputError,
+    Param,
+    PreconditionFailed,
+    Runbook,
+    RunContext,
+    Step,
+    StepFailed,
+    TransientError,
+)
+
+PRODUCTION, LAST_KNOWN_GOOD = "production", "last-known-good"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Registry(Protocol):
+    def model_exists(self, model: str) -> bool: ...
+    def alias_version(self, model: str, alias: str) -> str | None: ...
+    def set_alias(self, model: str, alias: str, version: str) -> None: ...
+    def version(self, model: str, version: str) -> dict[str, Any] | None: ...
+    def versions(self, model: str) -> list[dict[str, Any]]: ...
+    def artifacts_present(self, model: str, version: str) -> bool: ...
+
+
+class Cluster(Protocol):
+    def deployment(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def patch_deployment(self, namespace: str, name: str, operations: list[dict[str, Any]]) -> None: ...
+    def route(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def patch_route(self, namespace: str, name: str, operations: list[dict[str, Any]]) -> None: ...
+
+
+class Signals(Protocol):
+    def scalar(self, query: str) -> float | None: ...
+    def vector(self, query: str) -> list[dict[str, Any]]: ...
+
+
+@dataclass
+class Backends:
+    registry: Registry
+    cluster: Cluster
+    signals: Signals
+
+
+def connect(targets: Any) -> Backends:
+    from runbooks.adapters.kubernetes_cluster import KubernetesCluster
+    from runbooks.adapters.mlflow_registry import MlflowRegistry
+    from runbooks.adapters.prometheus import Prometheus
+
+    k8s = targets.kubernetes
+    return Backends(registry=MlflowRegistry(targets.registry.tracking_uri),
+                    cluster=KubernetesCluster(host=k8s.host, context=k8s.context, kubeconfig=k8s.kubeconfig),
+                    signals=Prometheus(targets.prometheus.url))
+
+
+def _b(ctx: RunContext) -> Backends:
+    return ctx.backends
+
+
+def _escape(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")  # JSON pointer
+
+
+# --- prepare: read the world, choose the known-good release ----------------------------------------------
+
+def _stack_path(ctx: RunContext) -> Path:
+    return ctx.targets.stack_path(PROJECT_ROOT)
+
+
+def prepare(ctx: RunContext) -> None:
+    service = ctx.params["service"]
+    try:
+        stack = stack_config.load_file(_stack_path(ctx))
+    except stack_config.ConfigError as error:
+        raise InputError(str(error)) from None
+    models = {m.name: (i, m) for i, m in enumerate(stack.models)}
+    if service not in models:
+        raise InputError(f"--service {service!r}: no such model in {ctx.environment}; models: {', '.join(models)}")
+    index, model = models[service]
+    registered, namespace = model.registry.model, ctx.targets.kubernetes.namespace
+    b = _b(ctx)
+    try:
+        if not b.registry.model_exists(registered):
+            raise InputError(f"model registry has no registered model {registered!r} (service {service})")
+        current = b.registry.alias_version(registered, PRODUCTION)
+        target = _choose_target(ctx, registered, current)
+        found = b.registry.version(registered, target)
+        if found is None:
+            raise InputError(f"--to {target}: {registered} has no version {target} in the model registry")
+        if not b.registry.artifacts_present(registered, target):
+            raise PreconditionFailed(f"{registered} version {target} has no artifacts at {found['source']}; "
+                                     "it cannot be served. Choose another version with --to.")
+        deployment = b.cluster.deployment(namespace, service)
+        route = b.cluster.route(namespace, service)
+        b.signals.vector("vector(1)")  # Prometheus must answer before anything changes
+    except TransientError as error:
+        raise PreconditionFailed(f"{error}; nothing was changed") from None
+    if deployment is None:
+        raise InputError(f"no Deployment {namespace}/{service} in {ctx.environment}'s cluster")
+    annotations = deployment["metadata"].get("annotations") or {}
+    deployed = json.loads(annotations.get(RELEASE_PARTS_ANNOTATION, "{}"))
+    if not deployed:
+        raise PreconditionFailed(f"Deployment {namespace}/{service} carries no {RELEASE_PARTS_ANNOTATION} annotation; "
+                                 "it was not deployed by this stack")
+    parts = _target_release(ctx, found, deployed, registered, target)
+    ctx.facts.update({
+        "service": service, "registered_model": registered, "namespace": namespace, "model_index": index,
+        "current_version": current, "target_version": target, "target_release": parts.to_dict(),
+        "target_release_id": parts.release_id, "target_image": _image_with(deployment, parts.image_digest),
+        "deployed_release_id": annotations.get(RELEASE_ANNOTATION), "deployed_version": deployed.get("model_version"),
+        "canary_backends": _canary_backends(route, service),
+        "slo": {"availability": model.slo.availability.objective, "ttft_objective": model.slo.time_to_first_token.objective,
+                "ttft_threshold": model.slo.time_to_first_token.threshold_seconds},
+    })
+
+
+def _choose_target(ctx: RunContext, registered: str, current: str | None) -> str:
+    b = _b(ctx)
+    if ctx.params.get("to"):
+        return str(ctx.params["to"])
+    known_good = b.registry.alias_version(registered, LAST_KNOWN_GOOD)
+    if known_good and known_good != current:
+        return known_good
+    validated = [v for v in b.registry.versions(registered)
+                 if v["tags"].get("validation_status") == "passed" and v["version"] != current]
+    if not validated:
+        raise InputError(f"no known-good version of {registered}: no {LAST_KNOWN_GOOD} alias other than the current "
+                         f"version ({current}) and no other version tagged validation_status=passed; give --to VERSION")
+    return max(validated, key=lambda v: int(v["version"]))["version"]
+
+
+def _target_release(ctx: RunContext, version: dict[str, Any], deployed: dict[str, Any], registered: str,
+                    target: str) -> ReleaseParts:
+    """The known-good release: its manifest in the registry (tag llmops.release), else the deployed
+    release with the weights swapped (a weights-only rollback)."""
+    manifest = json.loads(version["tags"].get("llmops.release", "null") or "null") or {}
+    base = {**deployed, **{k: v for k, v in manifest.items() if k in deployed}}
+    args = list(base["serving_args"])
+    args[0] = model_dir(registered, target)
+    return ReleaseParts(registered_model=registered, model_version=target, image_digest=base["image_digest"],
+                        serving_args=tuple(args), prompt_version=base["prompt_version"],
+                        feature_view=base.get("feature_view"), retrieval_fingerprint=base.get("retrieval_fingerprint"))
+
+
+def _image_with(deployment: dict[str, Any], digest: str) -> str:
+    container = _container(deployment, "vllm")
+    return container["image"].rsplit("@", 1)[0] + "@" + digest
+
+
+def _container(deployment: dict[str, Any], name: str, init: bool = False) -> dict[str, Any]:
+    pod = deployment["spec"]["template"]["spec"]
+    return next(c for c in pod.get("initContainers" if init else "containers") or [] if c["name"] == name)
+
+
+def _canary_backends(route: dict[str, Any] | None, service: str) -> list[dict[str, Any]]:
+    if route is None:
+        return []
+    backends = route["spec"]["rules"][0].get("backendRefs") or []
+    return [{"index": i, "name": b["name"], "weight": b.get("weight", 1)} for i, b in enumerate(backends)]
+
+
+# --- steps ----------------------------------------------------------------------------------------------------
+
+def _alias_plan(ctx: RunContext) -> Change | None:
+    f = ctx.facts
+    if f["current_version"] == f["target_version"]:
+        return None
+    return Change(f"move alias {PRODUCTION} of {f['registered_model']} from version {f['current_version']} to "
+                  f"{f['target_version']}", {PRODUCTION: f["current_version"]}, {PRODUCTION: f["target_version"]})
+
+
+def _alias_in_place(ctx: RunContext) -> bool:
+    f = ctx.facts
+    return _b(ctx).registry.alias_version(f["registered_model"], PRODUCTION) == f["target_version"]
+
+
+def _move_alias(ctx: RunContext) -> dict[str, Any]:
+    f = ctx.facts
+    _b(ctx).registry.set_alias(f["registered_model"], PRODUCTION, f["target_version"])
+    return {"alias": PRODUCTION, "version": f["target_version"]}
+
+
+def _deployment_plan(ctx: RunContext) -> Change | None:
+    f = ctx.facts
+    if f["deployed_release_id"] == f["target_release_id"]:
+        return None
+    return Change(f"point Deployment {f['namespace']}/{f['service']} at release {f['target_release_id']} "
+                  f"(version {f['deployed_version']} -> {f['target_version']})",
+                  {"release": f["deployed_release_id"], "version": f["deployed_version"]},
+                  {"release": f["target_release_id"], "version": f["target_version"]})
+
+
+def _deployed_release(ctx: RunContext) -> str | None:
+    f = ctx.facts
+    deployment = _b(ctx).cluster.deployment(f["namespace"], f["service"]) or {"metadata": {}}
+    return (deployment["metadata"].get("annotations") or {}).get(RELEASE_ANNOTATION)
+
+
+def _patch_deployment(ctx: RunContext) -> dict[str, Any]:
+    f = ctx.facts
+    deployment = _b(ctx).cluster.deployment(f["namespace"], f["service"])
+    parts = ReleaseParts(**{**f["target_release"], "serving_args": tuple(f["target_release"]["serving_args"])})
+    pod = deployment["spec"]["template"]["spec"]
+    vllm = next(i for i, c in enumerate(pod["containers"]) if c["name"] == "vllm")
+    fetch = next(i for i, c in enumerate(pod.get("initContainers") or []) if c["name"] == "model-fetch")
+    fetch_command = list(pod["initContainers"][fetch]["command"])
+    uri = fetch_command.index("--artifact-uri") + 1
+    fetch_command[uri] = f"models:/{parts.registered_model}/{parts.model_version}"
+    fetch_command[fetch_command.index("--dst-path") + 1] = model_dir(parts.registered_model, parts.model_version)
+    annotations = {RELEASE_ANNOTATION: parts.release_id, RELEASE_PARTS_ANNOTATION: json.dumps(parts.to_dict(), sort_keys=True)}
+    labels = {VERSION_LABEL: parts.model_version, RELEASE_LABEL: parts.release_id}
+    seen = (deployment["metadata"].get("annotations") or {}).get(RELEASE_ANNOTATION)
+    operations: list[dict[str, Any]] = [
+        {"op": "test", "path": f"/metadata/annotations/{_escape(RELEASE_ANNOTATION)}", "value": seen}]
+    for root in ("/metadata", "/spec/template/metadata"):
+        operations += [{"op": "replace", "path": f"{root}/annotations/{_escape(k)}", "value": v} for k, v in annotations.items()]
+        operations += [{"op": "replace", "path": f"{root}/labels/{_escape(k)}", "value": v} for k, v in labels.items()]
+    operations += [
+        {"op": "replace", "path": f"/spec/template/spec/containers/{vllm}/args", "value": list(parts.serving_args)},
+        {"op": "replace", "path": f"/spec/template/spec/containers/{vllm}/image", "value": f["target_image"]},
+        {"op": "replace", "path": f"/spec/template/spec/initContainers/{fetch}/command", "value": fetch_command},
+    ]
+    _b(ctx).cluster.patch_deployment(f["namespace"], f["service"], operations)
+    return {"release": parts.release_id, "patched_at": time.time()}
+
+
+def _canary_plan(ctx: RunContext) -> Change | None:
+    f = ctx.facts
+    weights = {b["name"]: b["weight"] for b in f["canary_backends"]}
+    canaries = {n: w for n, w in weights.items() if n != f["service"] and w}
+    if not canaries:
+        return None
+    after = {n: (100 if n == f["service"] else 0) for n in weights}
+    return Change(f"route all of {f['service']}'s traffic to the stable release (canary weight -> 0)", weights, after)
+
+
+def _route_weights(ctx: RunContext) -> dict[str, int]:
+    f = ctx.facts
+    route = _b(ctx).cluster.route(f["namespace"], f["service"])
+    return {b["name"]: b.get("weight", 1) for b in (route["spec"]["rules"][0].get("backendRefs") or [])} if route else {}
+
+
+def _canary_zero(ctx: RunContext) -> bool:
+    f = ctx.facts
+    return all(w == 0 for n, w in _route_weights(ctx).items() if n != f["service"])
+
+
+def _zero_canary(ctx: RunContext) -> dict[str, Any]:
+    f = ctx.facts
+    operations = []
+    for backend in f["canary_backends"]:
+        path = f"/spec/rules/0/backendRefs/{backend['index']}"
+        weight = 100 if backend["name"] == f["service"] else 0
+        operations += [{"op": "test", "path": f"{path}/name", "value": backend["name"]},
+                       {"op": "replace", "path": f"{path}/weight", "value": weight}]
+    _b(ctx).cluster.patch_route(f["namespace"], f["service"], operations)
+    return {"weights": _route_weights(ctx)}
+
+
+def _rollout_complete(ctx: RunContext) -> bool:
+    f = ctx.facts
+    deployment = _b(ctx).cluster.deployment(f["namespace"], f["service"])
+    if deployment is None:
+        return False
+    metadata, status = deployment["metadata"], deployment.get("status") or {}
+    wanted = deployment["spec"].get("replicas") or status.get("replicas") or 1
+    on_target = (metadata.get("annotations") or {}).get(RELEASE_ANNOTATION) == f["target_release_id"]
+    observed = metadata.get("generation") is None or (status.get("observedGeneration") or 0) >= metadata["generation"]
+    counts = [status.get(k) or 0 for k in ("updatedReplicas", "availableReplicas", "replicas")]
+    return on_target and observed and counts == [wanted, wanted, wanted]
+
+
+def _wait_rollout(ctx: RunContext) -> dict[str, Any]:
+    poll = ctx.targets.rollout.poll_seconds
+    began = time.monotonic()
+    deadline = min(ctx.deadline, began + ctx.targets.rollout.timeout_seconds)
+    while not _rollout_complete(ctx):
+        if time.monotonic() + poll > deadline:
+            raise StepFailed(f"the rollout of {ctx.facts['service']} did not complete within the step's timeout")
+        ctx.progress(f"  wait-for-rollout: {ctx.facts['service']} not yet fully on the known-good release "
+                     f"({time.monotonic() - began:.0f}s)")
+        time.sleep(poll)
+    return {"completed_at": time.time(), "waited_seconds": round(time.monotonic() - began, 3)}
+
+
+def readings(ctx: RunContext, window_seconds: int) -> dict[str, Any]:
+    f, b = ctx.facts, _b(ctx)
+    ns, window, slo = f["namespace"], f"{window_seconds}s", f["slo"]
+    page = b.signals.vector(f'ALERTS{{alertstate="firing",severity="page",model="{f["service"]}"}}')
+    return {
+        "window": window,
+        "availability_error_ratio": b.signals.scalar(availability_error_ratio(f["service"], ns, window)),
+        "latency_error_ratio": b.signals.scalar(latency_error_ratio(f["service"], ns, window, slo["ttft_threshold"])),
+        "availability_budget": round(1 - slo["availability"] / 100, 6),
+        "latency_budget": round(1 - slo["ttft_objective"] / 100, 6),
+        "page_alerts": sorted(a["metric"].get("alertname", "?") for a in page),
+    }
+
+
+def _within_slo(r: dict[str, Any]) -> bool:
+    return (r["availability_error_ratio"] is not None and r["latency_error_ratio"] is not None
+            and r["availability_error_ratio"] <= r["availability_budget"]
+            and r["latency_error_ratio"] <= r["latency_budget"] and not r["page_alerts"])
+
+
+def _verify_slo(ctx: RunContext) -> dict[str, Any]:
+    """Poll until a full window of traffic after the rollout is within the SLOs and nothing pages."""
+    verification = ctx.targets.verification
+    ready_at = float(ctx.outputs.get("wait-for-rollout", {}).get("completed_at", time.time())) + verification.window_seconds
+    deadline = min(ctx.deadline, time.monotonic() + verification.timeout_seconds)
+    while True:
+        current = readings(ctx, verification.window_seconds)
+        if time.time() >= ready_at and _within_slo(current):
+            return {"verified_at": time.time(), **current}
+        if time.monotonic() + verification.poll_seconds > deadline:
+            raise StepFailed(f"{ctx.facts['service']} is not back within its SLOs: {json.dumps(current)}")
+        ctx.progress(f"  verify-slo: errors {current['availability_error_ratio']}, slow first tokens "
+                     f"{current['latency_error_ratio']}, paging {current['page_alerts'] or 'nothing'}")
+        time.sleep(verification.poll_seconds)
+
+
+def _yaml():
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    yaml.width = 4096
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    return yaml
+
+
+def _pinned(ctx: RunContext) -> bool:
+    f = ctx.facts
+    model = stack_config.load_file(_stack_path(ctx)).models[f["model_index"]]
+    canary_quiet = model.canary is None or model.canary.weight == 0
+    return model.release.version == f["target_version"] and canary_quiet
+
+
+def _pin_plan(ctx: RunContext) -> Change | None:
+    if _pinned(ctx):
+        return None
+    f = ctx.facts
+    path = _stack_path(ctx)
+    model = stack_config.load_file(path).models[f["model_index"]]
+    return Change(f"pin {f['service']} to version {f['target_version']} (canary weight 0) in {path.name}, "
+                  "so the next `pulumi up` keeps the known-good release",
+                  {"version": model.release.version, "canary_weight": model.canary.weight if model.canary else None},
+                  {"version": f["target_version"], "canary_weight": 0 if model.canary else None})
+
+
+def _pin_known_good(ctx: RunContext) -> dict[str, Any]:
+    """Edit the stack file in place (comments kept) and validate it; a file change ready to commit."""
+    f = ctx.facts
+    path = _stack_path(ctx)
+    yaml = _yaml()
+    document = yaml.load(path.read_text())
+    model = document["config"]["llmops:models"][f["model_index"]]
+    release = model["release"]
+    release["version"] = f["target_version"]
+    target = f["target_release"]
+    if target.get("prompt_version"):
+        release["promptVersion"] = target["prompt_version"]
+    if target.get("feature_view"):
+        release["featureView"] = target["feature_view"]
+    if "canary" in model:
+        model["canary"]["weight"] = 0
+    buffer = io.StringIO()
+    yaml.dump(document, buffer)
+    text = buffer.getvalue()
+    scratch = Path(tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")[1])
+    try:
+        scratch.write_text(text)
+        stack_config.load_file(scratch)  # the result must still be a valid stack config
+        os.replace(scratch, path)
+    finally:
+        scratch.unlink(missing_ok=True)
+    return {"file": str(path), "version": f["target_version"]}
+
+
+def signals(ctx: RunContext) -> dict[str, Any]:
+    if "service" not in ctx.facts:
+        return {}
+    try:
+        return readings(ctx, ctx.targets.verification.window_seconds)
+    except (TransientError, PreconditionFailed) as error:
+        return {"error": str(error)}
+
+
+def _parse_version(value: str) -> str:
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError("expected a registry version number such as 8")
+    return str(int(value))
+
+
+def _nothing(ctx: RunContext) -> bool:
+    return False
+
+
+ROLLBACK = Runbook(
+    name="rollback",
+    title="Roll back a model release",
+    summary=__doc__.split("\n\n")[1].replace("\n", " "),
+    params=(
+        Param("service", "the model to roll back, as named in the stack config (e.g. chat)"),
+        Param("to", "the registry version to return to (default: last-known-good, else the newest validated)",
+              parse=_parse_version, required=False),
+    ),
+    prepare=prepare,
+    lock_target=lambda ctx: f"serving/{ctx.params['service']}",
+    lock_scope="<env>/serving/<service>",
+    signals=signals,
+    connect=connect,
+    steps=(
+        Step("move-production-alias", "Move the registry's `production` alias back to the known-good version.",
+             plan=_alias_plan, check=_alias_in_place, action=_move_alias, verify=_alias_in_place, timeout_seconds=60),
+        Step("patch-deployment",
+             "Patch the stable Deployment to the known-good release (JSON patch, guarded by a test of the "
+             "release the plan saw): weights, args, image, release labels and annotations.",
+             plan=_deployment_plan, check=lambda ctx: _deployed_release(ctx) == ctx.facts["target_release_id"],
+             action=_patch_deployment, verify=lambda ctx: _deployed_release(ctx) == ctx.facts["target_release_id"],
+             timeout_seconds=60),
+        Step("zero-canary-weight", "Send all traffic to the stable Deployment: every canary backend's weight to 0.",
+             plan=_canary_plan, check=_canary_zero, action=_zero_canary, verify=_canary_zero, timeout_seconds=60),
+        Step("wait-for-rollout", "Wait until every replica runs the known-good release.",
+             plan=lambda ctx: Change("wait until every replica runs the known-good release"),
+             check=_rollout_complete, action=_wait_rollout, verify=_rollout_complete, timeout_seconds=3600,
+             retries=0, needs_approval=False),
+        Step("verify-slo",
+             "Verify on Prometheus that the error ratio and slow first tokens are back within the SLO over a full "
+             "window after the rollout, and that no page-level alert for the model is firing.",
+             plan=lambda ctx: Change("verify the SLOs on Prometheus over a full window after the rollout"),
+             check=_nothing, action=_verify_slo, verify=lambda ctx: True, timeout_seconds=3600, retries=0,
+             needs_approval=False),
+        Step("pin-known-good", "Pin the known-good release in the environment's stack file (a change to commit), "
+             "so the next `pulumi up` does not re-apply the bad one.",
+             plan=_pin_plan, check=_pinned, action=_pin_known_good, verify=_pinned, timeout_seconds=60),
+    ),
+)

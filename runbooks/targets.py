@@ -1,0 +1,143 @@
+"""Where an environment's backends are, for runbooks: one typed file per environment,
+`stacks/targets/<env>.yaml`, filled from the stack's outputs in production (`llmops runbook targets`).
+
+Like the stack config, it is read once and validated strictly: a bad value stops the runbook with
+the file, the key and what is expected, before anything is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from runbooks.engine import InputError
+
+TARGETS_DIR = Path(__file__).resolve().parent.parent / "stacks" / "targets"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(strict=True, frozen=True, extra="forbid")
+
+
+class Registry(_Model):
+    tracking_uri: str = Field(min_length=1)
+
+
+class Kubernetes(_Model):
+    context: str | None = None  # a kubeconfig context (aws eks update-kubeconfig --alias ...)
+    kubeconfig: str | None = None
+    host: str | None = None  # an API URL used without credentials (local test servers only)
+    namespace: str = "serving"
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> Kubernetes:
+        if self.host and (self.context or self.kubeconfig):
+            raise ValueError("give either host or context/kubeconfig, not both")
+        return self
+
+
+class Prometheus(_Model):
+    url: str = Field(pattern=r"^https?://")
+
+
+class Aws(_Model):
+    region: str
+    endpoint_url: str | None = None  # only for local test servers
+
+
+class Lock(_Model):
+    table: str | None = None  # DynamoDB table; without one, a file lock under state_dir (one machine only)
+    ttl_seconds: int = Field(default=900, ge=60, le=86400)
+
+
+class Records(_Model):
+    uri: str  # a directory, or s3://bucket/prefix
+    kms_key_id: str | None = None
+
+
+class Notifications(_Model):
+    topic_arn: str | None = None
+
+
+class Verification(_Model):
+    window_seconds: int = Field(default=300, ge=2, le=86400)  # how long the signals must look right
+    timeout_seconds: int = Field(default=900, ge=10, le=86400)
+    poll_seconds: float = Field(default=15, gt=0, le=600)
+
+
+class Rollout(_Model):
+    timeout_seconds: int = Field(default=1800, ge=10, le=86400)
+    poll_seconds: float = Field(default=5, gt=0, le=600)
+
+
+class Targets(_Model):
+    environment: str
+    stack_file: str
+    registry: Registry
+    kubernetes: Kubernetes
+    prometheus: Prometheus
+    aws: Aws
+    lock: Lock = Lock()
+    audit: Records
+    evidence: Records
+    state_dir: str = "~/.llmops/runs"
+    notifications: Notifications = Notifications()
+    pushgateway: str | None = None
+    verification: Verification = Verification()
+    rollout: Rollout = Rollout()
+
+    def stack_path(self, base: Path) -> Path:
+        path = Path(self.stack_file).expanduser()
+        return path if path.is_absolute() else base / path
+
+
+def targets_dir() -> Path:
+    """LLMOPS_TARGETS_DIR points elsewhere (drills, tests); by default, the project's stacks/targets."""
+    return Path(os.environ.get("LLMOPS_TARGETS_DIR") or TARGETS_DIR)
+
+
+def load_targets(environment: str, directory: Path | None = None) -> Targets:
+    directory = directory or targets_dir()
+    path = directory / f"{environment}.yaml"
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,30}", environment) or not path.is_file():
+        known = sorted(p.stem for p in directory.glob("*.yaml")) if directory.is_dir() else []
+        raise InputError(f"--env {environment!r}: no targets file {path}; environments: {', '.join(known) or 'none'}")
+    try:
+        data: Any = yaml.safe_load(path.read_text())
+        targets = Targets.model_validate(data)
+    except yaml.YAMLError as error:
+        raise InputError(f"{path}: not valid YAML: {error}") from None
+    except ValidationError as error:
+        lines = [f"{path}: {'.'.join(map(str, e['loc']))} = {e.get('input')!r}: {e['msg']}" for e in error.errors()]
+        raise InputError("\n".join(lines)) from None
+    if targets.environment != environment:
+        raise InputError(f"{path}: environment = {targets.environment!r}: expected {environment!r}")
+    return targets
+
+
+def targets_from_outputs(environment: str, outputs: dict[str, Any], *, stack_file: str, prometheus_url: str) -> dict[str, Any]:
+    """A targets document from the stack's outputs (`pulumi stack output --json`), for the primary region."""
+    primary = outputs["primaryRegion"]
+    region = outputs["regions"][primary]
+    operations = region["operations"]
+    document = {
+        "environment": environment,
+        "stack_file": stack_file,
+        # In-cluster address; from a workstation, port-forward it and override this value.
+        "registry": {"tracking_uri": region["registry"]["trackingUri"]},
+        # The kubeconfig context `aws eks update-kubeconfig --name <cluster> --alias <cluster>` creates.
+        "kubernetes": {"context": region["clusterName"], "namespace": region.get("servingNamespace", "serving")},
+        "prometheus": {"url": prometheus_url},
+        "aws": {"region": primary},
+        "lock": {"table": operations["lockTable"]},
+        "audit": {"uri": f"s3://{operations['evidenceBucket']}/audit", "kms_key_id": operations["keyArn"]},
+        "evidence": {"uri": f"s3://{operations['evidenceBucket']}", "kms_key_id": operations["keyArn"]},
+        "notifications": {"topic_arn": operations["topicArn"]},
+    }
+    Targets.model_validate(document)  # what we write must load
+    return document

@@ -1,0 +1,142 @@
+"""The engine's own pieces, with no backend: boundaries, journal, lock, audit, plan hash, pages."""
+
+from __future__ import annotations
+
+import ast
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from llmops.cli import main
+from runbooks.docs import stale_pages
+from runbooks.engine import Change, LockHeld
+from runbooks.engine.journal import Journal
+from runbooks.engine.plan import Plan, PlannedStep
+from runbooks.engine.records import AuditLog, recorded_params
+from runbooks.engine.model import Param
+from runbooks.engine.services import FileLock, FileRecordStore
+
+ROOT = Path(__file__).resolve().parents[2]
+FORBIDDEN = {"boto3", "botocore", "kubernetes", "mlflow", "qdrant_client", "runbooks.adapters"}
+
+
+def imported_modules(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_the_engine_imports_no_backend_library_and_no_adapter():
+    for path in (ROOT / "runbooks" / "engine").rglob("*.py"):
+        bad = {name for name in imported_modules(path) if any(name == f or name.startswith(f + ".") for f in FORBIDDEN)}
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+def test_runbook_definitions_reach_backends_only_through_adapters():
+    for name in ("rollback.py",):
+        imports = imported_modules(ROOT / "runbooks" / name)
+        top_level = {i for i in imports if not i.startswith("runbooks.adapters")}
+        assert not {i for i in top_level if i.split(".")[0] in {"boto3", "kubernetes", "mlflow", "qdrant_client"}}
+
+
+def test_journal_survives_a_torn_last_line(tmp_path):
+    journal = Journal.create(tmp_path, "run-1")
+    journal.append("step_started", step="a")
+    journal.append("step_done", step="a", outputs={"x": 1})
+    with open(journal.path, "a") as handle:
+        handle.write('{"event": "step_sta')  # the process died mid-write
+    reopened = Journal.open(tmp_path, "run-1")
+    assert reopened.step_state("a") == "done" and reopened.step_outputs() == {"a": {"x": 1}}
+    assert reopened.step_state("b") == "pending"
+
+
+def test_file_lock_refuses_another_run_and_lets_its_own_run_back_in(tmp_path):
+    lock = FileLock(tmp_path)
+    lock.acquire("dev/serving/chat", holder="alice@host", run_id="r1", ttl_seconds=60)
+    with pytest.raises(LockHeld, match=r"dev/serving/chat is locked by alice@host \(run r1, expires in \d+s\)"):
+        lock.acquire("dev/serving/chat", holder="bob@host", run_id="r2", ttl_seconds=60)
+    lock.acquire("dev/serving/chat", holder="alice@host", run_id="r1", ttl_seconds=60)  # resume
+    lock.release("dev/serving/chat", run_id="r2")  # not ours: ignored
+    with pytest.raises(LockHeld):
+        lock.acquire("dev/serving/chat", holder="bob@host", run_id="r2", ttl_seconds=60)
+    lock.release("dev/serving/chat", run_id="r1")
+    lock.acquire("dev/serving/chat", holder="bob@host", run_id="r2", ttl_seconds=60)
+
+
+def test_an_expired_lock_can_be_taken(tmp_path):
+    lock = FileLock(tmp_path)
+    lock.acquire("k", holder="a", run_id="r1", ttl_seconds=60)
+    path = next(tmp_path.iterdir())
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps({**record, "expires_at": time.time() - 1}))
+    lock.acquire("k", holder="b", run_id="r2", ttl_seconds=60)
+
+
+def test_audit_records_are_written_once_per_key(tmp_path):
+    audit = AuditLog(path=tmp_path / "audit.jsonl")
+    assert audit.append_once("r1/step", {"run_id": "r1", "step": "step"})
+    assert not audit.append_once("r1/step", {"run_id": "r1", "step": "step"})
+    assert len(audit.records("r1")) == 1
+
+
+def test_record_store_never_overwrites(tmp_path):
+    store = FileRecordStore(tmp_path)
+    assert store.put_once("evidence/r1", {"a": 1}) and not store.put_once("evidence/r1", {"a": 2})
+    assert store.get("evidence/r1") == {"a": 1}
+
+
+def test_sensitive_parameters_are_recorded_as_keyed_hashes():
+    declared = (Param("incident", "id"), Param("email", "who", sensitive=True))
+    recorded = recorded_params({"incident": "INC-1", "email": "jane@example.com"}, declared, key="run-1")
+    assert recorded["incident"] == "INC-1"
+    assert recorded["email"].startswith("hmac-sha256:") and "jane" not in recorded["email"]
+
+
+def plan(after):
+    return Plan("rollback", "prod", {"service": "chat"},
+                [PlannedStep("move", "d", Change("move alias", {"production": "3"}, {"production": after}), True)])
+
+
+def test_plan_hash_covers_what_would_change():
+    assert plan("2").hash == plan("2").hash
+    assert plan("2").hash != plan("1").hash
+
+
+def test_committed_runbook_pages_are_fresh():
+    assert stale_pages() == [], "run `llmops runbook pages` and commit the result"
+
+
+def test_runbook_list_and_show(capsys):
+    assert main(["runbook", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "rollback       executable" in listing and "failover       documented" in listing
+    assert main(["runbook", "show", "rollback"]) == 0
+    page = capsys.readouterr().out
+    assert page.startswith("<!-- Rendered from runbooks/rollback.py")
+    assert "**verify-slo**" in page and "`SLOAvailabilityFastBurn`" in page
+    assert main(["runbook", "show", "nope"]) == 2
+
+
+def test_targets_come_from_the_stack_outputs(plans, tmp_path, capsys):
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps(plans["prod"].outputs))
+    out = tmp_path / "targets" / "prod.yaml"
+    out.parent.mkdir()
+    assert main(["runbook", "targets", "--stack", "prod", "--outputs", str(outputs), "--out", str(out)]) == 0
+    from runbooks.targets import load_targets
+
+    targets = load_targets("prod", out.parent)
+    operations = plans["prod"].outputs["regions"]["us-east-1"]["operations"]
+    assert targets.lock.table == operations["lockTable"] == "llmops-prod-runbook-locks"
+    assert targets.notifications.topic_arn == operations["topicArn"]
+    assert targets.evidence.uri == f"s3://{operations['evidenceBucket']}"
+    assert targets.kubernetes.context == "llmops-prod-use1" and targets.aws.region == "us-east-1"
+    capsys.readouterr()
+    outputs.write_text("{}")
+    assert main(["runbook", "targets", "--stack", "prod", "--outputs", str(outputs)]) == 2
