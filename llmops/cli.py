@@ -282,7 +282,7 @@ def _json_path(template: str, stack: str, several: bool) -> Path:
     return path.with_name(f"{path.stem}.{stack}{path.suffix}") if several else path
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llmops", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -318,7 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--program", default=str(PROJECT_ROOT), metavar="DIR")
     show.add_argument("--policy-config", metavar="FILE", help=argparse.SUPPRESS)
     show.set_defaults(handler=_policy_config)
-    _runbook_parsers(commands)
+    words = sys.argv[1:] if argv is None else list(argv)
+    if not words or words[0] in ("runbook", "-h", "--help"):
+        _runbook_parsers(commands)  # imports the runbook definitions: only when they are asked for
+    else:
+        commands.add_parser("runbook", help="executable on-call runbooks")
     drill = commands.add_parser("drill", help="on-call drills on real local backends").add_subparsers(
         dest="drill", required=True)
     drill.add_parser("rollback", help="a bad release is live; run the rollback runbook against local backends "
@@ -359,7 +363,7 @@ def _runbook_parsers(commands: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
