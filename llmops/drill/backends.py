@@ -32,6 +32,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def http_ready(url: str) -> bool:
+    """True once a server's readiness endpoint answers 200."""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
 def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.1) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -242,15 +251,8 @@ class PrometheusServer:
             [self.binary, f"--config.file={self.workdir / 'prometheus.yml'}", f"--storage.tsdb.path={self.workdir / 'data'}",
              f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=1h"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.workdir)
-        wait_until(self._ready, 30, "Prometheus to be ready")
+        wait_until(lambda: http_ready(f"{self.url}/-/ready"), 30, "Prometheus to be ready")
         return self
-
-    def _ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
-                return response.status == 200
-        except OSError:
-            return False
 
     def query(self, expr: str) -> list[dict]:
         import urllib.parse
@@ -315,15 +317,8 @@ class PushgatewayServer:
     def start(self) -> PushgatewayServer:
         self.process = subprocess.Popen([self.binary, f"--web.listen-address=127.0.0.1:{self.port}"],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(self._ready, 30, "the Pushgateway to be ready")
+        wait_until(lambda: http_ready(f"{self.url}/-/ready"), 30, "the Pushgateway to be ready")
         return self
-
-    def _ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
-                return response.status == 200
-        except OSError:
-            return False
 
     def metrics(self) -> str:
         with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as response:
