@@ -8,7 +8,6 @@ replication group's and the secret's), so it is in no Pulumi state, plan or mani
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -23,6 +22,7 @@ from components.kubernetes import kubernetes_objects, late
 from components.manifests.feast import NAME, FeastSpec, feast_objects, render_feature_store_yaml
 from components.manifests.workload import namespace
 from components.network import ingress_security_group
+from components.placement import DataPlacement
 
 NAMESPACE = "features"
 REDIS_PORT = 6379
@@ -33,23 +33,17 @@ AUTH_TOKEN_VERSION = 1
 @dataclass(frozen=True)
 class FeatureStoreArgs:
     config: FeatureStoreConfig
-    environment: str
-    region: str
-    vpc_id: pulumi.Input[str]
-    subnet_ids: Sequence[pulumi.Input[str]]
-    cluster_security_group_id: pulumi.Input[str]
-    oidc_provider: aws.iam.OpenIdConnectProvider
-    client_namespaces: tuple[str, ...]
-    tags: Mapping[str, str]
+    placement: DataPlacement
+
 
 
 class FeatureStore(pulumi.ComponentResource):
     def __init__(self, name: str, args: FeatureStoreArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("llmops:data:FeatureStore", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        cfg, dev = args.config, args.environment == "dev"
+        cfg, dev = args.config, args.placement.environment == "dev"
         nodes = cfg.redis.nodes or (1 if dev else 2)
-        key = rotating_key(f"{name}-features", description=f"Feature store data in {args.region}",
+        key = rotating_key(f"{name}-features", description=f"Feature store data in {args.placement.region}",
                            alias=f"llmops-{name}-features", parent=self)
         bucket = SecureBucket(f"{name}-features", SecureBucketArgs(
             purpose="feature registry and offline store", kms_key_arn=key.arn, force_destroy=dev), opts=child)
@@ -62,13 +56,13 @@ class FeatureStore(pulumi.ComponentResource):
                                          secret_string_wo=pulumi.Output.json_dumps({"password": token}),
                                          secret_string_wo_version=AUTH_TOKEN_VERSION, opts=child)
 
-        group = ingress_security_group(f"{name}-redis", vpc_id=args.vpc_id, port=REDIS_PORT,
-                                       source_security_group_id=args.cluster_security_group_id,
+        group = ingress_security_group(f"{name}-redis", vpc_id=args.placement.vpc_id, port=REDIS_PORT,
+                                       source_security_group_id=args.placement.cluster_security_group_id,
                                        description="Feast online store (Redis)", parent=self)
-        subnets = aws.elasticache.SubnetGroup(f"{name}-redis", subnet_ids=list(args.subnet_ids),
+        subnets = aws.elasticache.SubnetGroup(f"{name}-redis", subnet_ids=list(args.placement.subnet_ids),
                                               description="private subnets", opts=child)
         redis = aws.elasticache.ReplicationGroup(
-            f"{name}-redis", description=f"Feast online store, {args.environment} {args.region}",
+            f"{name}-redis", description=f"Feast online store, {args.placement.environment} {args.placement.region}",
             engine="redis", engine_version=cfg.redis.engine_version, node_type=cfg.redis.node_type, port=REDIS_PORT,
             num_cache_clusters=nodes, automatic_failover_enabled=nodes > 1, multi_az_enabled=nodes > 1,
             at_rest_encryption_enabled=True, kms_key_id=key.arn,
@@ -79,7 +73,7 @@ class FeatureStore(pulumi.ComponentResource):
             final_snapshot_identifier=None if dev else f"{name}-redis-final",
             opts=child)
 
-        role = service_account_role(f"{name}-feast", oidc_provider=args.oidc_provider, namespace=NAMESPACE,
+        role = service_account_role(f"{name}-feast", oidc_provider=args.placement.oidc_provider, namespace=NAMESPACE,
                                     service_account=NAME, parent=self)
         role_policy(f"{name}-feast", role, pulumi.Output.all(bucket.arn, key.arn, secret.arn).apply(
             lambda a: bucket_statements(a[0], a[1], write=True) + secret_statements(a[2], a[1])), parent=self)
@@ -87,10 +81,10 @@ class FeatureStore(pulumi.ComponentResource):
         feature_store_yaml = render_feature_store_yaml(project=cfg.project, bucket=late("bucket"),
                                                        redis_host=late("redis_host"), redis_port=REDIS_PORT)
         spec = FeastSpec(namespace=NAMESPACE, image=cfg.image, replicas=cfg.replicas, role_arn=late("role_arn"),
-                         region=args.region, secret_arn=late("secret_arn"), feature_store_yaml=feature_store_yaml,
-                         materialize_schedule=cfg.materialize_schedule, client_namespaces=args.client_namespaces,
-                         scripts={"secret_exec.py": source("secret_exec.py")}, tags=args.tags)
-        kubernetes_objects(f"{name}-features", [namespace(NAMESPACE, args.tags), *feast_objects(spec)], self, late_values={
+                         region=args.placement.region, secret_arn=late("secret_arn"), feature_store_yaml=feature_store_yaml,
+                         materialize_schedule=cfg.materialize_schedule, client_namespaces=args.placement.client_namespaces,
+                         scripts={"secret_exec.py": source("secret_exec.py")}, tags=args.placement.tags)
+        kubernetes_objects(f"{name}-features", [namespace(NAMESPACE, args.placement.tags), *feast_objects(spec)], self, late_values={
             "bucket": bucket.name, "redis_host": redis.primary_endpoint_address, "role_arn": role.arn,
             "secret_arn": secret.arn})
         self.register_outputs({"registryBucket": bucket.name, "redisEndpoint": redis.primary_endpoint_address,

@@ -9,7 +9,6 @@ secret, that bucket and that key through their own IAM role (IRSA).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -24,6 +23,7 @@ from components.kubernetes import kubernetes_objects, late
 from components.manifests.mlflow import NAME, PORT, MlflowSpec, migration_job_name, mlflow_objects, tracking_uri
 from components.manifests.workload import namespace
 from components.network import ingress_security_group
+from components.placement import DataPlacement
 
 NAMESPACE = "registry"
 DB_NAME, DB_USER = "mlflow", "mlflow"
@@ -32,14 +32,8 @@ DB_NAME, DB_USER = "mlflow", "mlflow"
 @dataclass(frozen=True)
 class ModelRegistryArgs:
     config: Registry
-    environment: str
-    region: str
-    vpc_id: pulumi.Input[str]
-    subnet_ids: Sequence[pulumi.Input[str]]
-    cluster_security_group_id: pulumi.Input[str]
-    oidc_provider: aws.iam.OpenIdConnectProvider
-    client_namespaces: tuple[str, ...]
-    tags: Mapping[str, str]
+    placement: DataPlacement
+
 
 
 class ModelRegistry(pulumi.ComponentResource):
@@ -49,16 +43,16 @@ class ModelRegistry(pulumi.ComponentResource):
     def __init__(self, name: str, args: ModelRegistryArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("llmops:data:ModelRegistry", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        cfg, prod, dev = args.config, args.environment == "prod", args.environment == "dev"
-        key = rotating_key(f"{name}-registry", description=f"Model registry data in {args.region}",
+        cfg, prod, dev = args.config, args.placement.environment == "prod", args.placement.environment == "dev"
+        key = rotating_key(f"{name}-registry", description=f"Model registry data in {args.placement.region}",
                            alias=f"llmops-{name}-registry", parent=self)
         self.artifact_bucket = SecureBucket(f"{name}-artifacts", SecureBucketArgs(
             purpose="model artifacts", kms_key_arn=key.arn, force_destroy=dev), opts=child)
 
-        group = ingress_security_group(f"{name}-registry-db", vpc_id=args.vpc_id, port=5432,
-                                       source_security_group_id=args.cluster_security_group_id,
+        group = ingress_security_group(f"{name}-registry-db", vpc_id=args.placement.vpc_id, port=5432,
+                                       source_security_group_id=args.placement.cluster_security_group_id,
                                        description="MLflow PostgreSQL", parent=self)
-        subnets = aws.rds.SubnetGroup(f"{name}-registry-db", subnet_ids=list(args.subnet_ids), opts=child)
+        subnets = aws.rds.SubnetGroup(f"{name}-registry-db", subnet_ids=list(args.placement.subnet_ids), opts=child)
         major = cfg.database.engine_version.split(".")[0]
         parameters = aws.rds.ParameterGroup(f"{name}-registry-db", family=f"postgres{major}", parameters=[
             {"name": "rds.force_ssl", "value": "1"},  # refuse any connection that is not TLS
@@ -83,19 +77,19 @@ class ModelRegistry(pulumi.ComponentResource):
             opts=child)
         secret_arn = database.master_user_secrets[0].secret_arn
 
-        role = service_account_role(f"{name}-mlflow", oidc_provider=args.oidc_provider, namespace=NAMESPACE,
+        role = service_account_role(f"{name}-mlflow", oidc_provider=args.placement.oidc_provider, namespace=NAMESPACE,
                                     service_account=NAME, parent=self)
         role_policy(f"{name}-mlflow", role, pulumi.Output.all(self.artifact_bucket.arn, key.arn, secret_arn).apply(
             lambda a: bucket_statements(a[0], a[1], write=True, prefix="artifacts/*") + secret_statements(a[2], a[1])),
             parent=self)
 
         spec = MlflowSpec(
-            namespace=NAMESPACE, image=cfg.image, replicas=cfg.replicas, role_arn=late("role_arn"), region=args.region,
+            namespace=NAMESPACE, image=cfg.image, replicas=cfg.replicas, role_arn=late("role_arn"), region=args.placement.region,
             db_host=late("db_host"), db_port=5432, db_name=DB_NAME, db_user=DB_USER, db_secret_arn=late("db_secret_arn"),
-            artifact_bucket=late("bucket"), client_namespaces=args.client_namespaces,
+            artifact_bucket=late("bucket"), client_namespaces=args.placement.client_namespaces,
             scripts={"secret_exec.py": source("secret_exec.py"), "mlflow_migrate.py": source("mlflow_migrate.py")},
-            tags=args.tags)
-        objects = [namespace(NAMESPACE, args.tags), *mlflow_objects(spec)]
+            tags=args.placement.tags)
+        objects = [namespace(NAMESPACE, args.placement.tags), *mlflow_objects(spec)]
         # The server starts only once the schema migration Job has completed.
         kubernetes_objects(f"{name}-registry", objects, self, late_values={
             "role_arn": role.arn, "db_host": database.address, "db_secret_arn": secret_arn,

@@ -22,6 +22,7 @@ from components.inference_gateway import InferenceGateway, InferenceGatewayArgs
 from components.model_registry import ModelRegistry, ModelRegistryArgs
 from components.network import Network, NetworkArgs
 from components.operations import Operations, OperationsArgs
+from components.placement import DataPlacement
 from components.retrieval_index import RetrievalIndex, RetrievalIndexArgs
 from components.vllm_service import VllmService, VllmServiceArgs
 
@@ -69,13 +70,15 @@ class Region(pulumi.ComponentResource):
         gateway = InferenceGateway(name, InferenceGatewayArgs(serving=cfg.serving, region_code=region_code(region), tags=tags),
                                    opts=on_cluster)
         serving = (gateway.namespace,)
-        data_store = dict(environment=cfg.environment, region=region, oidc_provider=cluster.oidc_provider,
-                          client_namespaces=serving, tags=tags)
-        in_vpc = dict(vpc_id=network.vpc_id, subnet_ids=network.private_subnet_ids,
-                      cluster_security_group_id=cluster.cluster_security_group_id)
-        registry = ModelRegistry(name, ModelRegistryArgs(config=cfg.registry, **in_vpc, **data_store), opts=on_both)
-        self.feature_store = FeatureStore(name, FeatureStoreArgs(config=cfg.feature_store, **in_vpc, **data_store), opts=on_both)
-        index = RetrievalIndex(name, RetrievalIndexArgs(config=cfg.retrieval, tools=cfg.tools, **data_store), opts=on_both)
+        placement = DataPlacement(
+            environment=cfg.environment, region=region, vpc_id=network.vpc_id, subnet_ids=network.private_subnet_ids,
+            cluster_security_group_id=cluster.cluster_security_group_id, oidc_provider=cluster.oidc_provider,
+            client_namespaces=serving, tags=tags)
+        registry = ModelRegistry(name, ModelRegistryArgs(config=cfg.registry, placement=placement), opts=on_both)
+        self.feature_store = FeatureStore(name, FeatureStoreArgs(config=cfg.feature_store, placement=placement),
+                                          opts=on_both)
+        index = RetrievalIndex(name, RetrievalIndexArgs(config=cfg.retrieval, tools=cfg.tools, placement=placement),
+                               opts=on_both)
 
         self.models = {
             model.name: VllmService(f"{name}-{model.name}", VllmServiceArgs(

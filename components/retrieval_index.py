@@ -7,7 +7,6 @@ includes in its release id.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
@@ -21,6 +20,7 @@ from components.kubernetes import kubernetes_objects, late
 from components.manifests.qdrant import NAME, QdrantSpec, qdrant_objects
 from components.manifests.workload import namespace
 from components.release import retrieval_fingerprint
+from components.placement import DataPlacement
 
 NAMESPACE = "retrieval"
 API_KEY_VERSION = 1
@@ -40,11 +40,8 @@ def recorded_config(index: IndexConfig) -> dict:
 class RetrievalIndexArgs:
     config: Retrieval
     tools: Tools
-    environment: str
-    region: str
-    oidc_provider: aws.iam.OpenIdConnectProvider
-    client_namespaces: tuple[str, ...]
-    tags: Mapping[str, str]
+    placement: DataPlacement
+
 
 
 class RetrievalIndex(pulumi.ComponentResource):
@@ -53,8 +50,8 @@ class RetrievalIndex(pulumi.ComponentResource):
     def __init__(self, name: str, args: RetrievalIndexArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("llmops:data:RetrievalIndex", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        cfg, dev = args.config, args.environment == "dev"
-        key = rotating_key(f"{name}-retrieval", description=f"Retrieval index data in {args.region}",
+        cfg, dev = args.config, args.placement.environment == "dev"
+        key = rotating_key(f"{name}-retrieval", description=f"Retrieval index data in {args.placement.region}",
                            alias=f"llmops-{name}-retrieval", parent=self)
         bucket = SecureBucket(f"{name}-index-snapshots", SecureBucketArgs(
             purpose="index snapshots", kms_key_arn=key.arn, force_destroy=dev), opts=child)
@@ -66,11 +63,11 @@ class RetrievalIndex(pulumi.ComponentResource):
         aws.secretsmanager.SecretVersion(f"{name}-qdrant-api-key", secret_id=secret.id, secret_string_wo=api_key,
                                          secret_string_wo_version=API_KEY_VERSION, opts=child)
 
-        server = service_account_role(f"{name}-qdrant", oidc_provider=args.oidc_provider, namespace=NAMESPACE,
+        server = service_account_role(f"{name}-qdrant", oidc_provider=args.placement.oidc_provider, namespace=NAMESPACE,
                                       service_account=NAME, parent=self)
         role_policy(f"{name}-qdrant", server, pulumi.Output.all(secret.arn, key.arn).apply(
             lambda a: secret_statements(a[0], a[1])), parent=self)
-        snapshots = service_account_role(f"{name}-qdrant-snapshot", oidc_provider=args.oidc_provider, namespace=NAMESPACE,
+        snapshots = service_account_role(f"{name}-qdrant-snapshot", oidc_provider=args.placement.oidc_provider, namespace=NAMESPACE,
                                          service_account=f"{NAME}-snapshot", parent=self)
         role_policy(f"{name}-qdrant-snapshot", snapshots, pulumi.Output.all(bucket.arn, key.arn, secret.arn).apply(
             lambda a: bucket_statements(a[0], a[1], write=True, prefix="qdrant/*") + secret_statements(a[2], a[1])),
@@ -79,12 +76,12 @@ class RetrievalIndex(pulumi.ComponentResource):
         self.fingerprints = {index.name: index_fingerprint(index) for index in cfg.indexes}
         spec = QdrantSpec(
             namespace=NAMESPACE, image=cfg.image, aws_cli_image=args.tools.aws_cli_image, curl_image=args.tools.curl_image,
-            storage_gib=cfg.storage_gib, region=args.region, server_role_arn=late("server_role_arn"),
+            storage_gib=cfg.storage_gib, region=args.placement.region, server_role_arn=late("server_role_arn"),
             snapshot_role_arn=late("snapshot_role_arn"), api_key_secret_arn=late("secret_arn"),
             snapshot_bucket=late("bucket"), kms_key_arn=late("key_arn"), snapshot_schedule=cfg.snapshot_schedule,
             retrieval_configs={index.name: recorded_config(index) for index in cfg.indexes},
-            client_namespaces=args.client_namespaces, tags=args.tags)
-        kubernetes_objects(f"{name}-retrieval", [namespace(NAMESPACE, args.tags), *qdrant_objects(spec)], self, late_values={
+            client_namespaces=args.placement.client_namespaces, tags=args.placement.tags)
+        kubernetes_objects(f"{name}-retrieval", [namespace(NAMESPACE, args.placement.tags), *qdrant_objects(spec)], self, late_values={
             "server_role_arn": server.arn, "snapshot_role_arn": snapshots.arn, "secret_arn": secret.arn,
             "bucket": bucket.name, "key_arn": key.arn})
         self.register_outputs({"snapshotBucket": bucket.name, "apiKeySecretArn": secret.arn,
