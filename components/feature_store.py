@@ -17,7 +17,7 @@ from components.bucket import SecureBucket, SecureBucketArgs
 from components.config import FeatureStore as FeatureStoreConfig
 from components.entrypoints import source
 from components.identity import bucket_statements, role_policy, secret_statements, service_account_role
-from components.keys import rotating_key
+from components.keys import generated_secret, rotating_key
 from components.kubernetes import kubernetes_objects, late
 from components.manifests.feast import NAME, FeastSpec, feast_objects, render_feature_store_yaml
 from components.manifests.workload import namespace
@@ -48,13 +48,9 @@ class FeatureStore(pulumi.ComponentResource):
         bucket = SecureBucket(f"{name}-features", SecureBucketArgs(
             purpose="feature registry and offline store", kms_key_arn=key.arn, force_destroy=dev), opts=child)
 
-        token = pulumi.Output.secret(aws.secretsmanager.get_random_password_output(
-            password_length=64, exclude_punctuation=True, opts=pulumi.InvokeOutputOptions(parent=self)).random_password)
-        secret = aws.secretsmanager.Secret(f"{name}-redis-auth", description="Feast online store (Redis) auth token",
-                                           kms_key_id=key.arn, recovery_window_in_days=0 if dev else 7, opts=child)
-        aws.secretsmanager.SecretVersion(f"{name}-redis-auth", secret_id=secret.id,
-                                         secret_string_wo=pulumi.Output.json_dumps({"password": token}),
-                                         secret_string_wo_version=AUTH_TOKEN_VERSION, opts=child)
+        token, secret = generated_secret(f"{name}-redis-auth", description="Feast online store (Redis) auth token",
+                                         kms_key_arn=key.arn, length=64, version=AUTH_TOKEN_VERSION,
+                                         recovery_window_days=0 if dev else 7, as_json_key="password", parent=self)
 
         group = ingress_security_group(f"{name}-redis", vpc_id=args.placement.vpc_id, port=REDIS_PORT,
                                        source_security_group_id=args.placement.cluster_security_group_id,

@@ -10,12 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_aws as aws
 
 from components.bucket import SecureBucket, SecureBucketArgs
 from components.config import IndexConfig, Retrieval, Tools
 from components.identity import bucket_statements, role_policy, secret_statements, service_account_role
-from components.keys import rotating_key
+from components.keys import generated_secret, rotating_key
 from components.kubernetes import kubernetes_objects, late
 from components.manifests.qdrant import NAME, QdrantSpec, qdrant_objects
 from components.manifests.workload import namespace
@@ -56,12 +55,9 @@ class RetrievalIndex(pulumi.ComponentResource):
         bucket = SecureBucket(f"{name}-index-snapshots", SecureBucketArgs(
             purpose="index snapshots", kms_key_arn=key.arn, force_destroy=dev), opts=child)
 
-        api_key = pulumi.Output.secret(aws.secretsmanager.get_random_password_output(
-            password_length=48, exclude_punctuation=True, opts=pulumi.InvokeOutputOptions(parent=self)).random_password)
-        secret = aws.secretsmanager.Secret(f"{name}-qdrant-api-key", description="Qdrant API key", kms_key_id=key.arn,
-                                           recovery_window_in_days=0 if dev else 7, opts=child)
-        aws.secretsmanager.SecretVersion(f"{name}-qdrant-api-key", secret_id=secret.id, secret_string_wo=api_key,
-                                         secret_string_wo_version=API_KEY_VERSION, opts=child)
+        _, secret = generated_secret(f"{name}-qdrant-api-key", description="Qdrant API key", kms_key_arn=key.arn,
+                                     length=48, version=API_KEY_VERSION, recovery_window_days=0 if dev else 7,
+                                     parent=self)
 
         server = service_account_role(f"{name}-qdrant", oidc_provider=args.placement.oidc_provider, namespace=NAMESPACE,
                                       service_account=NAME, parent=self)
