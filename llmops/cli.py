@@ -13,12 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from llmops.errors import UsageError
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-class UsageError(Exception):
-    """Bad usage or input: exit 2."""
 
 
 class ProgramFailed(Exception):
@@ -323,6 +321,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         _runbook_parsers(commands)  # imports the runbook definitions: only when they are asked for
     else:
         commands.add_parser("runbook", help="executable on-call runbooks")
+    from llmops.pii.cli import add_parsers as pii_parsers
+
+    pii_parsers(commands)
     drill = commands.add_parser("drill", help="on-call drills on real local backends").add_subparsers(
         dest="drill", required=True)
     drill.add_parser("rollback", help="a bad release is live; run the rollback runbook against local backends "
@@ -372,6 +373,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except ProgramFailed as error:
         print(f"llmops: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except BrokenPipeError:  # `llmops ... | head`: the reader left; say nothing more
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED
 
 

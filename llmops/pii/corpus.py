@@ -135,6 +135,24 @@ NEGATIVES = [
     lambda r: f"took {r.randint(100, 999)}.{r.randint(10, 99)} ms at {r.randint(1, 99)}% util",
     lambda r: f"build {r.randint(10**9, 10**10 - 1)} finished",
     lambda r: f"tokens {r.randint(1000, 99999)}/{r.randint(100000, 999999)} used",
+    lambda r: f"host 10.{r.randint(0, 255)}.{r.randint(0, 255)}.{r.randint(1, 254)}.{r.randint(1, 9)} ext {r.randint(100, 999)}",
+    lambda r: f"std::vector<int> v; mac {':'.join(f'{r.randint(0, 255):02x}' for _ in range(6))}",
+    lambda r: f"sha {r.randbytes(20).hex()} at epoch ms {r.randint(1_700_000_000_000, 1_799_999_999_999)}",
+    lambda r: f"score +{r.randint(1, 99)}.{r.randint(0, 9)} vs -{r.randint(1, 9)} over {r.randint(2, 9)} runs",
+]
+
+# Free text between the values: what most of a real prompt or completion is.
+PROSE = [
+    "Summarise the attached meeting notes in three bullet points",
+    "The model keeps repeating the last paragraph when the context is long",
+    "Please rewrite this so it sounds less formal and fits in a tweet",
+    "Why does the retrieval step return documents from last year",
+    "Translate the following into German and keep the formatting",
+    "Here is the stack trace from the worker that crashed overnight",
+    "Can you explain the difference between a mutex and a semaphore",
+    "Draft a polite reply declining the invitation for next week",
+    "List the steps to rotate the credentials without downtime",
+    "The answer cited a policy that was withdrawn in the spring",
 ]
 
 TEMPLATES = [
@@ -149,21 +167,30 @@ TEMPLATES = [
 ]
 
 
-def generate(lines: int, seed: int = 7, jsonl: bool = True) -> Iterator[tuple[str, list[Label]]]:
-    """(line text, labels) pairs; about half of the lines carry one or two entities, all carry negatives."""
+def generate(lines: int, seed: int = 7, jsonl: bool = True, density: float = 0.5,
+             prose: int = 0) -> Iterator[tuple[str, list[Label]]]:
+    """(line text, labels) pairs. A `density` share of the lines carries one or two entities; every line
+    carries hard negatives, and up to `prose` sentences of free text. In JSON lines, the prompt is a JSON
+    string whose sentences are sometimes separated by an escaped newline (`\\n`), as multi-line prompts are."""
+    if not 0 <= density <= 1:
+        raise ValueError(f"density = {density}: expected a fraction between 0 and 1")
     rng = random.Random(seed)
     types = list(ENTITIES)
     for number in range(1, lines + 1):
         pieces: list[tuple[str, str | None]] = [(rng.choice(NEGATIVES)(rng) + ". ", None)]
-        for _ in range(rng.choice([0, 1, 1, 2])):
+        pieces += [(rng.choice(PROSE) + rng.choice([". ", "? ", ".\\n" if jsonl else ". "]), None)
+                   for _ in range(rng.randint(0, prose))]
+        for _ in range(rng.choice([1, 1, 2]) if rng.random() < density else 0):
             entity_type = rng.choice(types)
             value = IPV6(rng) if entity_type == "IP_ADDRESS" and rng.random() < 0.3 else ENTITIES[entity_type](rng)
             before, after = rng.choice(TEMPLATES).split("{e}")
+            if jsonl and rng.random() < 0.2:
+                before = "\\n"  # the value starts a new line of the prompt
             pieces += [(before, None), (value, entity_type), (after + ". ", None)]
         pieces.append((rng.choice(NEGATIVES)(rng), None))
-        text, labels, offset = "", [], 0
+        text, labels = "", []
         prefix = (f'{{"ts": "2026-11-22T03:{number % 60:02d}:00Z", "model": "chat", "request_id": '
-                  f'"{uuid.UUID(int=rng.getrandbits(128))}", "prompt": "') if jsonl else f"2026-11-22 prompt: "
+                  f'"{uuid.UUID(int=rng.getrandbits(128))}", "prompt": "') if jsonl else "2026-11-22 prompt: "
         offset = len(prefix)
         for piece, entity_type in pieces:
             if entity_type:
@@ -174,3 +201,27 @@ def generate(lines: int, seed: int = 7, jsonl: bool = True) -> Iterator[tuple[st
         if jsonl:
             json.loads(line)  # the corpus is valid JSON lines
         yield line, labels
+
+
+def write(path: str, lines: int, *, seed: int = 7, jsonl: bool = True, density: float = 0.5, prose: int = 0,
+          labels_path: str | None = None) -> int:
+    """Write a corpus file (and, if asked, its labels as JSON lines); returns the bytes written."""
+    written = 0
+    with open(path, "w", encoding="utf-8", newline="\n") as out, \
+            (open(labels_path, "w", encoding="utf-8") if labels_path else _Null()) as labels_out:
+        for text, labels in generate(lines, seed=seed, jsonl=jsonl, density=density, prose=prose):
+            written += out.write(text + "\n")
+            for label in labels:
+                labels_out.write(json.dumps(label.__dict__) + "\n")
+    return written
+
+
+class _Null:
+    def __enter__(self) -> _Null:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def write(self, text: str) -> int:
+        return 0

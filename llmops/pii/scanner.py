@@ -1,12 +1,12 @@
-"""Stream files (plain text, JSON lines, gzip) through the detectors, a block of lines at a time.
+"""Stream files (plain text, JSON lines, gzip) through the detectors, a block of whole lines at a time.
 
-Findings name the file, the 1-based line, and 0-based character offsets within it -- never the
-matched text (at most a keyed hash of it, for de-duplication). Nothing is loaded whole.
+Findings name the file, the 1-based line, and 0-based character offsets within it (end exclusive) --
+never the matched text (at most a keyed hash of it, for de-duplication). Nothing is loaded whole:
+blocks of about a megabyte are read, cut at the last newline, and scanned as bytes.
 """
 
 from __future__ import annotations
 
-import bisect
 import gzip
 import hashlib
 import hmac
@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from llmops.pii.detectors import DETECTORS, Detector, detect
+from llmops.pii.detectors import Engine, Match, default_engine
 
-BLOCK_LINES = 2048
+BLOCK_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,7 @@ class Summary:
     bytes: int = 0
     seconds: float = 0.0
     counts: Counter[str] = field(default_factory=Counter)
+    affected: set[str] = field(default_factory=set)  # paths with at least one finding
 
     @property
     def megabytes_per_second(self) -> float:
@@ -59,58 +60,103 @@ class Summary:
         self.bytes += other.bytes
         self.seconds += other.seconds
         self.counts.update(other.counts)
+        self.affected |= other.affected
+
+    def to_dict(self) -> dict:
+        return {"files": self.files, "affected_files": len(self.affected), "lines": self.lines, "bytes": self.bytes,
+                "seconds": round(self.seconds, 3), "mb_per_second": round(self.megabytes_per_second, 2),
+                "findings": sum(self.counts.values()), "counts": dict(sorted(self.counts.items()))}
 
 
-def open_text(path: str | Path, raw: IO[bytes] | None = None) -> IO[str]:
-    """A text stream over a file or byte stream, gunzipped when it is gzip (by magic bytes)."""
-    stream = raw if raw is not None else open(path, "rb")
-    buffered = io.BufferedReader(stream) if not isinstance(stream, io.BufferedReader) else stream
+def open_binary(source: str | Path | IO[bytes]) -> IO[bytes]:
+    """A byte stream over a file or stream, gunzipped when it is gzip (by its magic bytes, not its name)."""
+    stream = open(source, "rb") if isinstance(source, (str, Path)) else source
+    buffered = stream if isinstance(stream, io.BufferedReader) else io.BufferedReader(stream)  # type: ignore[arg-type]
     if buffered.peek(2)[:2] == b"\x1f\x8b":
-        buffered = io.BufferedReader(gzip.GzipFile(fileobj=buffered))  # type: ignore[arg-type]
-    return io.TextIOWrapper(buffered, encoding="utf-8", errors="replace", newline="")
+        return gzip.GzipFile(fileobj=buffered)  # type: ignore[return-value]
+    return buffered
 
 
-def _blocks(lines: Iterable[str]) -> Iterator[list[str]]:
-    block: list[str] = []
-    for line in lines:
-        block.append(line)
-        if len(block) == BLOCK_LINES:
-            yield block
-            block = []
-    if block:
-        yield block
+def blocks(stream: IO[bytes], size: int = BLOCK_BYTES) -> Iterator[bytes]:
+    """Blocks of whole lines (each but perhaps the last ends in a newline). A line longer than `size` is
+    carried until its newline arrives, so a value is never cut in two."""
+    carry = b""
+    while True:
+        chunk = stream.read(size)
+        if not chunk:
+            break
+        data = carry + chunk if carry else chunk
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            carry = data
+            continue
+        carry = data[cut + 1:]
+        yield data[:cut + 1]
+    if carry:
+        yield carry
 
 
-def scan_lines(path: str, lines: Iterable[str], *, key: bytes | None = None,
-               detectors: tuple[Detector, ...] = DETECTORS, summary: Summary | None = None) -> Iterator[Finding]:
-    """Findings in a stream of lines (each may end in a newline)."""
+def fingerprint(key: bytes, value: bytes) -> str:
+    return "hmac-sha256:" + hmac.new(key, value, hashlib.sha256).hexdigest()[:16]
+
+
+@dataclass
+class Located:
+    """A match placed in its line: 1-based line number, character offsets within the line."""
+    match: Match
+    line: int
+    line_start: int  # byte offset of the line's first byte in the block
+    start: int
+    end: int
+
+
+def locate(data: bytes, matches: Iterable[Match], first_line: int) -> Iterator[Located]:
+    """Line numbers and character offsets for byte-offset matches in a block that starts a line."""
+    line, cursor = first_line, 0
+    for match in matches:
+        line += data.count(b"\n", cursor, match.start)
+        cursor = match.start
+        line_start = data.rfind(b"\n", 0, match.start) + 1
+        before = data[line_start:match.start]
+        start = len(before) if before.isascii() else len(before.decode("utf-8", "replace"))
+        value = data[match.start:match.end]
+        end = start + (len(value) if value.isascii() else len(value.decode("utf-8", "replace")))
+        yield Located(match, line, line_start, start, end)
+
+
+def scan_stream(path: str, stream: IO[bytes], *, key: bytes | None = None, engine: Engine | None = None,
+                summary: Summary | None = None) -> Iterator[Finding]:
+    """Findings in a byte stream (already decompressed), block by block."""
+    engine = engine or default_engine()
     summary = summary if summary is not None else Summary()
-    first_line = 1
-    for block in _blocks(lines):
-        text = "".join(block)
-        starts, offset = [], 0
-        for line in block:
-            starts.append(offset)
-            offset += len(line)
-        summary.bytes += len(text.encode("utf-8", "replace")) if not text.isascii() else len(text)
-        summary.lines += len(block)
-        for match in detect(text, detectors):
-            index = bisect.bisect_right(starts, match.start) - 1
-            line_start = starts[index]
-            summary.counts[match.entity_type] += 1
-            fingerprint = None
-            if key is not None:
-                digest = hmac.new(key, text[match.start:match.end].encode(), hashlib.sha256).hexdigest()[:16]
-                fingerprint = f"hmac-sha256:{digest}"
-            yield Finding(path, first_line + index, match.start - line_start, match.end - line_start,
-                          match.entity_type, match.detector, fingerprint)
-        first_line += len(block)
+    began, first_line, found = time.perf_counter(), 1, False
+    try:
+        for data in blocks(stream):
+            summary.bytes += len(data)
+            lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+            for located in locate(data, engine.find(data), first_line):
+                match = located.match
+                summary.counts[match.entity_type] += 1
+                found = True
+                print_ = fingerprint(key, data[match.start:match.end]) if key is not None else None
+                yield Finding(path, located.line, located.start, located.end, match.entity_type, match.detector, print_)
+            summary.lines += lines
+            first_line += lines
+    finally:
+        summary.files += 1
+        summary.seconds += time.perf_counter() - began
+        if found:
+            summary.affected.add(path)
 
 
-def scan_file(path: str | Path, *, key: bytes | None = None, summary: Summary | None = None) -> Iterator[Finding]:
-    summary = summary if summary is not None else Summary()
-    began = time.perf_counter()
-    with open_text(path) as stream:
-        yield from scan_lines(str(path), stream, key=key, summary=summary)
-    summary.files += 1
-    summary.seconds += time.perf_counter() - began
+def scan_file(path: str | Path, *, key: bytes | None = None, engine: Engine | None = None,
+              summary: Summary | None = None) -> Iterator[Finding]:
+    with open_binary(path) as stream:
+        yield from scan_stream(str(path), stream, key=key, engine=engine, summary=summary)
+
+
+def scan_lines(path: str, lines: Iterable[str], *, key: bytes | None = None, engine: Engine | None = None,
+               summary: Summary | None = None) -> Iterator[Finding]:
+    """Findings in lines of text (each may end in a newline); for tests and small inputs."""
+    data = "".join(line if line.endswith("\n") else line + "\n" for line in lines).encode("utf-8", "surrogateescape")
+    yield from scan_stream(path, io.BytesIO(data), key=key, engine=engine, summary=summary)

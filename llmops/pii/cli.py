@@ -1,0 +1,129 @@
+"""`llmops pii scan|redact|corpus`: the scanner, the redactor and the labelled corpus from the command line.
+
+Findings never carry the matched text: stdout gets where (path, line, offsets) and what (entity type,
+detector), stderr gets the summary (counts per type, bytes, MB/s). `scan` exits 1 when it found
+anything (so CI can gate on it), 0 when not, 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+EXIT_CLEAN, EXIT_FOUND = 0, 1
+
+
+def _usage(message: str) -> Exception:
+    from llmops.errors import UsageError
+
+    return UsageError(message)
+
+
+def _key(args: argparse.Namespace) -> bytes | None:
+    if not args.fingerprint_key_env:
+        return None
+    value = os.environ.get(args.fingerprint_key_env)
+    if not value:
+        raise _usage(f"--fingerprint-key-env {args.fingerprint_key_env}: that environment variable is empty or unset")
+    return value.encode()
+
+
+def _s3_client(args: argparse.Namespace) -> Any:
+    import boto3
+
+    return boto3.client("s3", region_name=args.region, endpoint_url=args.endpoint_url)
+
+
+def _scan(args: argparse.Namespace) -> int:
+    from llmops.pii.scanner import Summary
+    from llmops.pii.sources import SourceError, resolve, scan_sources
+
+    key = _key(args)
+    try:
+        sources = resolve(args.paths, lambda: _s3_client(args))
+    except SourceError as error:
+        raise _usage(str(error)) from None
+    except OSError as error:
+        raise _usage(f"{error.filename or ''}: {error.strerror or error}") from None
+    total = Summary()
+    out = sys.stdout
+    for scanned in scan_sources(sources, workers=args.workers, key=key, progress=True):
+        total.add(scanned.summary)
+        for finding in scanned.findings:
+            if args.output == "jsonl":
+                out.write(json.dumps(finding.to_dict()) + "\n")
+            elif args.output == "text":
+                out.write(f"{finding.path}:{finding.line}:{finding.start}-{finding.end}: {finding.entity_type} "
+                          f"({finding.detector}){' ' + finding.fingerprint if finding.fingerprint else ''}\n")
+    out.flush()
+    _report(total.to_dict(), "scanned")
+    return EXIT_FOUND if sum(total.counts.values()) else EXIT_CLEAN
+
+
+def _report(summary: dict[str, Any], verb: str) -> None:
+    counts = ", ".join(f"{k} {v}" for k, v in summary["counts"].items()) or "nothing found"
+    rate = f", {summary['mb_per_second']} MB/s" if "mb_per_second" in summary else ""
+    files = f"{summary['files']} file(s), " if "files" in summary else ""
+    print(f"pii: {verb} {files}{summary['bytes'] / 1e6:.1f} MB{rate}: {counts}", file=sys.stderr)
+
+
+def _redact(args: argparse.Namespace) -> int:
+    from llmops.pii.redact import redact_file
+
+    try:
+        result = redact_file(args.source, args.target, overwrite=args.force)
+    except FileNotFoundError as error:
+        raise _usage(f"{error.filename}: no such file") from None
+    except (FileExistsError, ValueError) as error:
+        raise _usage(str(error)) from None
+    _report(result.to_dict(), f"redacted {args.source} -> {args.target},")
+    return EXIT_CLEAN
+
+
+def _corpus(args: argparse.Namespace) -> int:
+    from llmops.pii.corpus import write
+
+    if args.lines < 1:
+        raise _usage(f"--lines {args.lines}: expected a positive number of lines")
+    if not 0 <= args.density <= 1:
+        raise _usage(f"--density {args.density}: expected a fraction between 0 and 1")
+    written = write(args.out, args.lines, seed=args.seed, jsonl=args.format == "jsonl", density=args.density,
+                    prose=args.prose, labels_path=args.labels)
+    print(f"pii: wrote {args.lines} lines ({written / 1e6:.1f} MB) to {args.out}"
+          + (f", labels in {args.labels}" if args.labels else ""), file=sys.stderr)
+    return EXIT_CLEAN
+
+
+def add_parsers(commands: Any) -> None:
+    pii = commands.add_parser("pii", help="find and redact personal data and leaked secrets in logs").add_subparsers(
+        dest="pii_command", required=True)
+    scan = pii.add_parser(
+        "scan", help="scan files, directories or s3://bucket/prefix (plain, JSON lines, gzip)",
+        description=__doc__.split("\n\n")[1].replace("\n", " "))
+    scan.add_argument("paths", nargs="+", metavar="PATH", help="a file, a directory (recursively) or s3://bucket/prefix")
+    scan.add_argument("--output", choices=("text", "jsonl", "none"), default="text",
+                      help="findings on stdout: text, jsonl ({path, line, start, end, entity_type, detector}), or none")
+    scan.add_argument("--workers", type=int, default=8, help="S3 objects scanned in parallel (default 8)")
+    scan.add_argument("--fingerprint-key-env", metavar="VAR",
+                      help="add a keyed hash of each value (HMAC-SHA256 with the key in this environment variable)")
+    scan.add_argument("--region", default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+                      help="AWS region for s3:// sources")
+    scan.add_argument("--endpoint-url", help="S3 endpoint (a local test server)")
+    scan.set_defaults(handler=_scan)
+    redact = pii.add_parser("redact", help="write a redacted copy with typed placeholders (JSON lines stay valid)")
+    redact.add_argument("source", metavar="IN")
+    redact.add_argument("target", metavar="OUT", help="gzip-compressed when it ends in .gz")
+    redact.add_argument("--force", action="store_true", help="replace OUT if it exists (never IN)")
+    redact.set_defaults(handler=_redact)
+    corpus = pii.add_parser("corpus", help="write a labelled corpus of inference-log lines (tests, benchmarks)")
+    corpus.add_argument("out", metavar="OUT")
+    corpus.add_argument("--lines", type=int, default=10000)
+    corpus.add_argument("--density", type=float, default=0.5, help="share of lines carrying PII (default 0.5)")
+    corpus.add_argument("--prose", type=int, default=0, help="up to this many free-text sentences per line")
+    corpus.add_argument("--seed", type=int, default=7)
+    corpus.add_argument("--format", choices=("jsonl", "plain"), default="jsonl")
+    corpus.add_argument("--labels", metavar="FILE", help="also write the labels (line, start, end, entity_type)")
+    corpus.set_defaults(handler=_corpus)

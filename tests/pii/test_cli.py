@@ -1,0 +1,131 @@
+"""`llmops pii scan|redact|corpus` as users run them: separate processes, files and a real S3 API (moto).
+Every output is itself scanned: no PII value from the input may appear in it."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import pytest
+
+from llmops.pii.corpus import generate
+from llmops.pii.detectors import detect
+from llmops.pii.redact import redact_file
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def llmops(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "llmops.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=120)
+
+
+def assert_no_pii(*outputs: str) -> None:
+    for output in outputs:
+        found = detect(output)
+        assert not found, f"PII in an output: {[m.entity_type for m in found]}"
+
+
+@pytest.fixture
+def corpus_file(tmp_path):
+    path = tmp_path / "inference.jsonl"
+    path.write_text("".join(text + "\n" for text, _ in generate(1500, seed=5, prose=2)))
+    return path
+
+
+def test_scan_prints_where_and_what_never_the_value(corpus_file):
+    result = llmops("pii", "scan", str(corpus_file), "--output", "jsonl")
+    assert result.returncode == 1, result.stderr  # findings: exit 1, for CI gates
+    findings = [json.loads(line) for line in result.stdout.splitlines()]
+    assert findings and set(findings[0]) == {"path", "line", "start", "end", "entity_type", "detector"}
+    lines = corpus_file.read_text().splitlines()
+    labelled = {(l.line, l.start, l.end, l.entity_type) for _, ls in generate(1500, seed=5, prose=2) for l in ls}
+    assert {(f["line"], f["start"], f["end"], f["entity_type"]) for f in findings} == labelled
+    assert all(lines[f["line"] - 1][f["start"]:f["end"]] for f in findings)
+    assert "MB/s" in result.stderr and "EMAIL_ADDRESS" in result.stderr
+    assert_no_pii(result.stdout, result.stderr)
+
+
+def test_fingerprints_come_from_a_key_in_the_environment_only(corpus_file):
+    result = llmops("pii", "scan", str(corpus_file), "--output", "jsonl", "--fingerprint-key-env", "PII_KEY",
+                    env={"PII_KEY": "s3cret-dedup-key"})
+    prints = [json.loads(line)["fingerprint"] for line in result.stdout.splitlines()]
+    assert all(p.startswith("hmac-sha256:") for p in prints) and len(set(prints)) > 100
+    missing = llmops("pii", "scan", str(corpus_file), "--fingerprint-key-env", "UNSET_VAR_FOR_TEST")
+    assert missing.returncode == 2 and "UNSET_VAR_FOR_TEST" in missing.stderr
+
+
+def test_bad_input_exits_2_naming_it(tmp_path):
+    result = llmops("pii", "scan", str(tmp_path / "missing.log"))
+    assert result.returncode == 2 and "missing.log: no such file" in result.stderr
+    result = llmops("pii", "corpus", str(tmp_path / "c.jsonl"), "--density", "1.5")
+    assert result.returncode == 2 and "--density 1.5" in result.stderr
+    result = llmops("pii", "scan", "s3://")
+    assert result.returncode == 2 and "no bucket name" in result.stderr
+
+
+def test_clean_input_exits_0(tmp_path):
+    path = tmp_path / "clean.log"
+    path.write_text("the model answered in 230 ms\nversion 1.2.3 at 2026-11-22T03:00:00Z\n")
+    result = llmops("pii", "scan", str(path))
+    assert result.returncode == 0 and result.stdout == "" and "nothing found" in result.stderr
+
+
+def test_redacted_copy_keeps_json_lines_valid_and_holds_nothing(corpus_file, tmp_path):
+    target = tmp_path / "redacted.jsonl.gz"
+    result = llmops("pii", "redact", str(corpus_file), str(target))
+    assert result.returncode == 0, result.stderr
+    original = corpus_file.read_text().splitlines()
+    with gzip.open(target, "rt") as handle:
+        redacted = handle.read().splitlines()
+    assert len(redacted) == len(original)
+    for before, after in zip(original, redacted):
+        assert json.loads(after).keys() == json.loads(before).keys()
+    assert any("<EMAIL_ADDRESS>" in line for line in redacted)
+    assert llmops("pii", "scan", str(target)).returncode == 0  # a re-scan finds nothing
+    assert_no_pii(result.stdout, result.stderr)
+    again = llmops("pii", "redact", str(corpus_file), str(target))
+    assert again.returncode == 2 and "--force" in again.stderr  # never overwritten silently
+    same = llmops("pii", "redact", str(corpus_file), str(corpus_file), "--force")
+    assert same.returncode == 2 and corpus_file.read_text().splitlines() == original
+
+
+def test_a_value_outside_any_json_string_is_redacted_through_the_parsed_document(tmp_path):
+    source, target = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_text('{"card": 4111111111111111, "note": "mail jane@example.com", "n": 3}\n'
+                      'not json: call 415-555-0132\n')
+    result = redact_file(source, target)
+    first, second = target.read_text().splitlines()
+    assert json.loads(first) == {"card": "<CREDIT_CARD>", "note": "mail <EMAIL_ADDRESS>", "n": 3}
+    assert second == "not json: call <PHONE_NUMBER>"
+    assert result.json_rewritten == 1 and dict(result.counts) == {"CREDIT_CARD": 1, "EMAIL_ADDRESS": 1,
+                                                                 "PHONE_NUMBER": 1}
+
+
+def test_scan_an_s3_prefix_in_parallel(aws_env, tmp_path):
+    s3 = boto3.client("s3", endpoint_url=aws_env)
+    s3.create_bucket(Bucket="logs")
+    labels = 0
+    for index in range(6):
+        lines = list(generate(300, seed=100 + index))
+        labels += sum(len(found) for _, found in lines)
+        body = "".join(text + "\n" for text, _ in lines).encode()
+        s3.put_object(Bucket="logs", Key=f"inference/2026/11/22/part-{index}.jsonl" + (".gz" if index % 2 else ""),
+                      Body=gzip.compress(body) if index % 2 else body)
+    s3.put_object(Bucket="logs", Key="other/skip.jsonl", Body=b"mail jane@example.com\n")
+    result = llmops("pii", "scan", "s3://logs/inference/", "--output", "jsonl", "--workers", "3",
+                    "--endpoint-url", aws_env)
+    assert result.returncode == 1, result.stderr
+    findings = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(findings) == labels
+    assert {f["path"] for f in findings} == {f"s3://logs/inference/2026/11/22/part-{i}.jsonl" + (".gz" if i % 2 else "")
+                                             for i in range(6)}
+    assert "6 file(s)" in result.stderr
+    assert_no_pii(result.stdout, result.stderr)
+    empty = llmops("pii", "scan", "s3://logs/nothing-here/", "--endpoint-url", aws_env)
+    assert empty.returncode == 2 and "no objects under this prefix" in empty.stderr
