@@ -21,6 +21,9 @@ class SecureBucketArgs:
     kms_key_arn: pulumi.Input[str]
     force_destroy: bool
     noncurrent_version_days: int = 90  # how long overwritten or deleted versions are kept
+    # Object lock (set at creation, never removable): versions can be put under legal hold or retention and then
+    # cannot be deleted or overwritten by anyone until released. For evidence, such as quarantined personal data.
+    object_lock: bool = False
 
 
 def tls_only_policy(bucket_arn: str) -> str:
@@ -45,7 +48,8 @@ class SecureBucket(pulumi.ComponentResource):
     def __init__(self, name: str, args: SecureBucketArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("llmops:data:SecureBucket", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        bucket = aws.s3.Bucket(name, force_destroy=args.force_destroy, tags={"llmops.io/holds": args.purpose},
+        bucket = aws.s3.Bucket(name, force_destroy=args.force_destroy and not args.object_lock,
+                               object_lock_enabled=args.object_lock or None, tags={"llmops.io/holds": args.purpose},
                                opts=child)
         access = aws.s3.BucketPublicAccessBlock(name, bucket=bucket.id, block_public_acls=True, block_public_policy=True,
                                                 ignore_public_acls=True, restrict_public_buckets=True, opts=child)

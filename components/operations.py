@@ -1,7 +1,8 @@
 """`Operations`: what the runbooks need from the environment, in its primary region.
 
 A DynamoDB table for runbook locks (conditional writes; point-in-time recovery; KMS), an SNS
-topic for run notifications (KMS), and a bucket for audit records and evidence bundles. Their
+topic for run notifications (KMS), a bucket for audit records and evidence bundles, and an
+object-locked bucket where the pii-incident runbook quarantines personal data under legal hold. Their
 names are stack outputs, from which `llmops runbook targets` writes the environment's targets file.
 """
 
@@ -42,6 +43,10 @@ class Operations(pulumi.ComponentResource):
         evidence = SecureBucket(f"{name}-runbook-evidence", SecureBucketArgs(
             purpose="runbook audit records and evidence", kms_key_arn=key.arn, force_destroy=dev,
             noncurrent_version_days=400), opts=child)
+        # Never force-destroyed, not even in dev: what is held here is evidence.
+        quarantine = SecureBucket(f"{name}-pii-quarantine", SecureBucketArgs(
+            purpose="personal data quarantined by the pii-incident runbook (legal hold)", kms_key_arn=key.arn,
+            force_destroy=False, noncurrent_version_days=3650, object_lock=True), opts=child)
         self.outputs = {"lockTable": locks.name, "topicArn": topic.arn, "evidenceBucket": evidence.name,
-                        "keyArn": key.arn}
+                        "piiQuarantineBucket": quarantine.name, "keyArn": key.arn}
         self.register_outputs(self.outputs)

@@ -1,7 +1,8 @@
 """`llmops`: one command line for the stack, its policies and its runbooks.
 
 Thin by design: parse arguments, call a library function, format the result.
-Exit codes: 0 success, 1 a failed check, 2 bad usage or bad input (nothing was changed).
+Exit codes: 0 success, 1 a failed check, 2 bad usage or bad input (nothing was changed),
+3 a runbook paused at a step that needs its own approval (resume it with --resume RUN_ID --approve HASH).
 """
 
 from __future__ import annotations
@@ -198,7 +199,8 @@ def _runbook_run(args: argparse.Namespace) -> int:
         else:
             for step in result.steps:
                 print(f"  {step['step']}: {step['outcome']}")
-            print(f"run {result.run_id}: {result.status}; evidence: {result.evidence_key}")
+            print(f"run {result.run_id}: {result.status}"
+                  + (f"; evidence: {result.evidence_key}" if result.evidence_key else ""))
             if result.error:
                 print(f"  {result.error}", file=sys.stderr)
     return result.exit_code
@@ -357,7 +359,9 @@ def _runbook_parsers(commands: Any) -> None:
             parser.add_argument(param.option, dest=param.name, metavar=param.name.upper(), help=param.help)
         parser.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
         parser.add_argument("--yes", action="store_true", help="approve the plan shown")
-        parser.add_argument("--approve", metavar="PLAN_HASH", help="approve only if the plan still has this hash")
+        parser.add_argument("--approve", metavar="HASH",
+                            help="approve only if the plan still has this hash; with --resume, the hash of the step "
+                                 "the run paused at (a step that needs its own approval)")
         parser.add_argument("--resume", metavar="RUN_ID", help="resume a run that stopped (crash, kill)")
         parser.add_argument("--output", choices=("text", "json"), default="text")
         parser.set_defaults(handler=_runbook_run)

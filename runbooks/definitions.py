@@ -1,6 +1,7 @@
 """The executable runbooks, by name (the catalog lists every runbook, executable or not yet)."""
 
 from runbooks.engine import Runbook
+from runbooks.pii_incident import PII_INCIDENT
 from runbooks.rollback import ROLLBACK
 
-RUNBOOKS: dict[str, Runbook] = {runbook.name: runbook for runbook in (ROLLBACK,)}
+RUNBOOKS: dict[str, Runbook] = {runbook.name: runbook for runbook in (ROLLBACK, PII_INCIDENT)}

@@ -38,6 +38,7 @@ from runbooks.engine import (
     StepFailed,
     TransientError,
 )
+from runbooks.targets import require
 
 PRODUCTION, LAST_KNOWN_GOOD = "production", "last-known-good"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -76,6 +77,7 @@ def connect(targets: Any) -> Backends:
     from runbooks.adapters.mlflow_registry import MlflowRegistry
     from runbooks.adapters.prometheus import Prometheus
 
+    require(targets, "rollback", "registry", "kubernetes", "prometheus")
     k8s = targets.kubernetes
     return Backends(registry=MlflowRegistry(targets.registry.tracking_uri),
                     cluster=KubernetesCluster(host=k8s.host, context=k8s.context, kubeconfig=k8s.kubeconfig),

@@ -75,13 +75,29 @@ class Rollout(_Model):
     poll_seconds: float = Field(default=5, gt=0, le=600)
 
 
+class Pii(_Model):
+    """Where the PII-incident runbook puts evidence, and how it stops the bleeding."""
+    # A bucket created with object lock (versioning on): quarantined copies are held there under legal hold.
+    quarantine_bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    quarantine_prefix: str = Field(default="incidents", pattern=r"^[A-Za-z0-9!_.*'()/-]{1,200}$")
+    kms_key_id: str | None = None  # for quarantined copies, redacted replacements and the incident record
+    # deny-writes: a bucket policy statement denying writes to the prefix (except this runbook's role) while the
+    # incident is open, removed at the end. none: the writers are stopped another way.
+    containment: str = Field(default="deny-writes", pattern=r"^(deny-writes|none)$")
+    # Who must hear about it: the data-protection contact's topic (SNS).
+    data_protection_topic_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:sns:")
+    scan_workers: int = Field(default=8, ge=1, le=64)
+
+
 class Targets(_Model):
     environment: str
     stack_file: str
-    registry: Registry
-    kubernetes: Kubernetes
-    prometheus: Prometheus
     aws: Aws
+    # Each runbook needs some of these; a missing one is reported by the runbook that needs it.
+    registry: Registry | None = None
+    kubernetes: Kubernetes | None = None
+    prometheus: Prometheus | None = None
+    pii: Pii | None = None
     lock: Lock = Lock()
     audit: Records
     evidence: Records
@@ -94,6 +110,14 @@ class Targets(_Model):
     def stack_path(self, base: Path) -> Path:
         path = Path(self.stack_file).expanduser()
         return path if path.is_absolute() else base / path
+
+
+def require(targets: Targets, runbook: str, *sections: str) -> None:
+    """InputError naming every section of the targets file this runbook needs and does not find."""
+    missing = [s for s in sections if getattr(targets, s) is None]
+    if missing:
+        raise InputError(f"stacks/targets/{targets.environment}.yaml: the {runbook} runbook needs "
+                         f"{', '.join(missing)}: missing from the targets file")
 
 
 def targets_dir() -> Path:
@@ -139,5 +163,8 @@ def targets_from_outputs(environment: str, outputs: dict[str, Any], *, stack_fil
         "evidence": {"uri": f"s3://{operations['evidenceBucket']}", "kms_key_id": operations["keyArn"]},
         "notifications": {"topic_arn": operations["topicArn"]},
     }
+    if operations.get("piiQuarantineBucket"):
+        # Add data_protection_topic_arn: the data-protection contact's topic is the organisation's, not the stack's.
+        document["pii"] = {"quarantine_bucket": operations["piiQuarantineBucket"], "kms_key_id": operations["keyArn"]}
     Targets.model_validate(document)  # what we write must load
     return document

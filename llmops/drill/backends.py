@@ -315,7 +315,9 @@ class PushgatewayServer:
         self.url = f"http://127.0.0.1:{self.port}"
 
     def start(self) -> PushgatewayServer:
-        self.process = subprocess.Popen([self.binary, f"--web.listen-address=127.0.0.1:{self.port}"],
+        # Debian's build persists to /var/lib/prometheus by default: every instance would share (and keep) one
+        # store. In memory only, each drill and test starts empty.
+        self.process = subprocess.Popen([self.binary, f"--web.listen-address=127.0.0.1:{self.port}", "--persistence.file="],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_until(lambda: http_ready(f"{self.url}/-/ready"), 30, "the Pushgateway to be ready")
         return self

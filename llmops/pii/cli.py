@@ -31,6 +31,17 @@ def _key(args: argparse.Namespace) -> bytes | None:
     return value.encode()
 
 
+def _names(args: argparse.Namespace) -> Any:
+    if not args.names:
+        return None
+    from llmops.pii.names import NameDetector, NamesUnavailable
+
+    try:
+        return NameDetector(args.names)
+    except NamesUnavailable as error:
+        raise _usage(f"--names {args.names}: {error}") from None
+
+
 def _s3_client(args: argparse.Namespace) -> Any:
     import boto3
 
@@ -41,7 +52,7 @@ def _scan(args: argparse.Namespace) -> int:
     from llmops.pii.scanner import Summary
     from llmops.pii.sources import SourceError, resolve, scan_sources
 
-    key = _key(args)
+    key, names = _key(args), _names(args)
     try:
         sources = resolve(args.paths, lambda: _s3_client(args))
     except SourceError as error:
@@ -50,7 +61,7 @@ def _scan(args: argparse.Namespace) -> int:
         raise _usage(f"{error.filename or ''}: {error.strerror or error}") from None
     total = Summary()
     out = sys.stdout
-    for scanned in scan_sources(sources, workers=args.workers, key=key, progress=True):
+    for scanned in scan_sources(sources, workers=args.workers, key=key, progress=True, names=names):
         total.add(scanned.summary)
         for finding in scanned.findings:
             if args.output == "jsonl":
@@ -60,6 +71,14 @@ def _scan(args: argparse.Namespace) -> int:
                           f"({finding.detector}){' ' + finding.fingerprint if finding.fingerprint else ''}\n")
     out.flush()
     _report(total.to_dict(), "scanned")
+    if args.pushgateway:
+        from llmops.pii.metrics import push_scan
+
+        try:
+            push_scan(args.pushgateway, args.source_label or args.paths[0], total.counts, total.bytes)
+        except OSError as error:
+            print(f"pii: could not push metrics to {args.pushgateway}: {error}", file=sys.stderr)
+            return EXIT_FAILED
     return EXIT_FOUND if sum(total.counts.values()) else EXIT_CLEAN
 
 
@@ -74,7 +93,7 @@ def _redact(args: argparse.Namespace) -> int:
     from llmops.pii.redact import redact_file
 
     try:
-        result = redact_file(args.source, args.target, overwrite=args.force)
+        result = redact_file(args.source, args.target, overwrite=args.force, names=_names(args))
     except FileNotFoundError as error:
         raise _usage(f"{error.filename}: no such file") from None
     except (FileExistsError, ValueError) as error:
@@ -112,11 +131,18 @@ def add_parsers(commands: Any) -> None:
     scan.add_argument("--region", default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
                       help="AWS region for s3:// sources")
     scan.add_argument("--endpoint-url", help="S3 endpoint (a local test server)")
+    names_help = ("also find names (PERSON) with Presidio and this spaCy model (a package name or directory); "
+                  "needs the presidio extra, and is about a thousand times slower")
+    scan.add_argument("--names", metavar="SPACY_MODEL", help=names_help)
+    scan.add_argument("--pushgateway", metavar="URL",
+                      help="push findings per type, last success and bytes to this Pushgateway (the PII alerts read them)")
+    scan.add_argument("--source-label", metavar="NAME", help="the metrics' source label (default: the first PATH)")
     scan.set_defaults(handler=_scan)
     redact = pii.add_parser("redact", help="write a redacted copy with typed placeholders (JSON lines stay valid)")
     redact.add_argument("source", metavar="IN")
     redact.add_argument("target", metavar="OUT", help="gzip-compressed when it ends in .gz")
     redact.add_argument("--force", action="store_true", help="replace OUT if it exists (never IN)")
+    redact.add_argument("--names", metavar="SPACY_MODEL", help=names_help)
     redact.set_defaults(handler=_redact)
     corpus = pii.add_parser("corpus", help="write a labelled corpus of inference-log lines (tests, benchmarks)")
     corpus.add_argument("out", metavar="OUT")

@@ -94,12 +94,14 @@ def _redact_line(line: bytes, matches: list[Match], offset: int, engine: Engine,
     return replaced
 
 
-def redact_stream(source: IO[bytes], target: IO[bytes], *, engine: Engine | None = None) -> Redaction:
+def redact_stream(source: IO[bytes], target: IO[bytes], *, engine: Engine | None = None, names: Any = None) -> Redaction:
     engine = engine or default_engine()
     result = Redaction()
     for data in blocks(source):
         result.bytes_in += len(data)
         matches = engine.find(data)
+        if names is not None:
+            matches = names.add_to(data, matches)
         if not matches:
             target.write(data)
             continue
@@ -121,7 +123,7 @@ def redact_stream(source: IO[bytes], target: IO[bytes], *, engine: Engine | None
 
 
 def redact_file(source: str | Path, target: str | Path, *, engine: Engine | None = None,
-                overwrite: bool = False) -> Redaction:
+                overwrite: bool = False, names: Any = None) -> Redaction:
     """Write a redacted copy of `source` to `target` atomically (a temporary file renamed into place);
     gzip-compressed when `target` ends in .gz. The source is never changed."""
     source, target = Path(source), Path(target)
@@ -137,7 +139,7 @@ def redact_file(source: str | Path, target: str | Path, *, engine: Engine | None
                 (lambda f: gzip.GzipFile(fileobj=f, mode="wb")) if target.suffix == ".gz" else (lambda f: f))  # type: ignore[assignment, return-value]
             with open_binary(source) as stream:
                 out = wrap(raw)
-                result = redact_stream(stream, out, engine=engine)
+                result = redact_stream(stream, out, engine=engine, names=names)
                 if out is not raw:
                     out.close()
             raw.flush()

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from llmops.pii.detectors import Engine, Match, default_engine
 
@@ -125,8 +125,8 @@ def locate(data: bytes, matches: Iterable[Match], first_line: int) -> Iterator[L
 
 
 def scan_stream(path: str, stream: IO[bytes], *, key: bytes | None = None, engine: Engine | None = None,
-                summary: Summary | None = None) -> Iterator[Finding]:
-    """Findings in a byte stream (already decompressed), block by block."""
+                summary: Summary | None = None, names: Any = None) -> Iterator[Finding]:
+    """Findings in a byte stream (already decompressed), block by block; names too, given a NameDetector."""
     engine = engine or default_engine()
     summary = summary if summary is not None else Summary()
     began, first_line, found = time.perf_counter(), 1, False
@@ -134,7 +134,10 @@ def scan_stream(path: str, stream: IO[bytes], *, key: bytes | None = None, engin
         for data in blocks(stream):
             summary.bytes += len(data)
             lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-            for located in locate(data, engine.find(data), first_line):
+            matches = engine.find(data)
+            if names is not None:
+                matches = names.add_to(data, matches)
+            for located in locate(data, matches, first_line):
                 match = located.match
                 summary.counts[match.entity_type] += 1
                 found = True
@@ -150,13 +153,13 @@ def scan_stream(path: str, stream: IO[bytes], *, key: bytes | None = None, engin
 
 
 def scan_file(path: str | Path, *, key: bytes | None = None, engine: Engine | None = None,
-              summary: Summary | None = None) -> Iterator[Finding]:
+              summary: Summary | None = None, names: Any = None) -> Iterator[Finding]:
     with open_binary(path) as stream:
-        yield from scan_stream(str(path), stream, key=key, engine=engine, summary=summary)
+        yield from scan_stream(str(path), stream, key=key, engine=engine, summary=summary, names=names)
 
 
 def scan_lines(path: str, lines: Iterable[str], *, key: bytes | None = None, engine: Engine | None = None,
-               summary: Summary | None = None) -> Iterator[Finding]:
+               summary: Summary | None = None, names: Any = None) -> Iterator[Finding]:
     """Findings in lines of text (each may end in a newline); for tests and small inputs."""
     data = "".join(line if line.endswith("\n") else line + "\n" for line in lines).encode("utf-8", "surrogateescape")
-    yield from scan_stream(path, io.BytesIO(data), key=key, engine=engine, summary=summary)
+    yield from scan_stream(path, io.BytesIO(data), key=key, engine=engine, summary=summary, names=names)

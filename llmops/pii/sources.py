@@ -100,21 +100,22 @@ class Scanned:
     summary: Summary
 
 
-def scan_one(source: Source, *, key: bytes | None = None, engine: Engine | None = None) -> Scanned:
+def scan_one(source: Source, *, key: bytes | None = None, engine: Engine | None = None, names: Any = None) -> Scanned:
     summary = Summary()
     with open_binary(source.open()) as stream:
-        findings = list(scan_stream(source.name, stream, key=key, engine=engine, summary=summary))
+        findings = list(scan_stream(source.name, stream, key=key, engine=engine, summary=summary, names=names))
     return Scanned(source, findings, summary)
 
 
 def scan_sources(sources: Sequence[Source], *, workers: int = 8, key: bytes | None = None,
-                 engine: Engine | None = None, progress: bool = False) -> Iterator[Scanned]:
+                 engine: Engine | None = None, progress: bool = False, names: Any = None) -> Iterator[Scanned]:
     """Scan sources (in parallel when there are several), yielding results in the sources' order."""
     engine = engine or default_engine()
+    workers = 1 if names is not None else workers  # a spaCy pipeline is not shared across threads
     bar = _progress(sum(s.size for s in sources), progress)
     try:
         with ThreadPoolExecutor(max_workers=max(1, min(workers, len(sources) or 1))) as pool:
-            for result in pool.map(lambda s: scan_one(s, key=key, engine=engine), sources):
+            for result in pool.map(lambda s: scan_one(s, key=key, engine=engine, names=names), sources):
                 bar.update(result.source.size)
                 yield result
     finally:

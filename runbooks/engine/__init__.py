@@ -7,6 +7,7 @@ adapters behind interfaces the runbooks declare, and the engine reaches its own 
 
 from runbooks.engine.model import (
     ApprovalRequired,
+    AwaitingApproval,
     Change,
     InputError,
     LockHeld,
@@ -21,5 +22,5 @@ from runbooks.engine.model import (
     WorldChanged,
 )
 
-__all__ = ["ApprovalRequired", "Change", "InputError", "LockHeld", "Param", "PreconditionFailed", "Runbook",
+__all__ = ["ApprovalRequired", "AwaitingApproval", "Change", "InputError", "LockHeld", "Param", "PreconditionFailed", "Runbook",
            "RunbookError", "RunContext", "Step", "StepFailed", "TransientError", "WorldChanged"]

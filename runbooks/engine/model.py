@@ -43,6 +43,12 @@ class ApprovalRequired(RunbookError):
     """No approval was given (no terminal to ask, and no --yes or --approve)."""
 
 
+class AwaitingApproval(RunbookError):
+    """The run reached a gated step and stopped there, resumable: a second approval of exactly what that
+    step will do (shown once the earlier steps have run) is needed. Exit code 3."""
+    exit_code = 3
+
+
 @dataclass(frozen=True)
 class Param:
     """A typed parameter: parsed by `parse`, never passed through a shell. Sensitive values are
@@ -82,6 +88,10 @@ class Step:
     retries: int = 3
     backoff_seconds: float = 1.0
     needs_approval: bool = True
+    # A gate: the run's approval is not enough; what this step will do (its plan, computed when it is reached)
+    # must be approved on its own -- interactively, or with `--resume RUN_ID --approve GATE_HASH`. `--yes`
+    # never opens a gate.
+    gate: bool = False
 
 
 @dataclass(frozen=True)
@@ -112,6 +122,7 @@ class RunContext:
     facts: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, Mapping[str, Any]] = field(default_factory=dict)  # step name -> its action's outputs
     deadline: float = 0.0  # monotonic time by which the current step must finish
+    run_id: str | None = None  # set once the run is approved and journaled
     progress: Callable[[str], None] = lambda message: None
 
     def remaining(self) -> float:

@@ -6,12 +6,19 @@ after; a resumed run (`--resume RUN_ID`) takes its parameters and facts from the
 steps whose postcondition still holds, and runs a half-done step's action only if its `check`
 says the effect is not already in place -- so every side effect happens once.
 
-`LLMOPS_CRASH_AT=<step>:<start|acted|done>` kills the process with SIGKILL at that boundary:
-fault injection for tests and game days.
+A gated step (a destructive one, such as deleting originals) needs a second approval of exactly what
+it will do, computed when the run reaches it; without one the run pauses there (exit 3) and is
+resumed with `--resume RUN_ID --approve GATE_HASH`.
+
+`LLMOPS_CRASH_AT=<step>:<start|acted|done>` kills the process with SIGKILL at that boundary, and
+runbooks may name points inside a step (`crash_point(step, "item-3")`): fault injection for tests
+and game days.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import secrets
 import signal
@@ -27,6 +34,8 @@ from runbooks.engine.journal import Journal
 from runbooks.engine.metrics import RunMetrics
 from runbooks.engine.model import (
     ApprovalRequired,
+    AwaitingApproval,
+    Change,
     InputError,
     Runbook,
     RunbookError,
@@ -67,7 +76,7 @@ class RunOptions:
 @dataclass
 class RunResult:
     run_id: str | None
-    status: str  # planned | succeeded | failed
+    status: str  # planned | succeeded | failed | paused (at a gate, resumable)
     plan: Plan
     steps: list[dict[str, Any]] = field(default_factory=list)
     evidence_key: str | None = None
@@ -88,9 +97,18 @@ def build_plan(runbook: Runbook, ctx: RunContext, recorded: Mapping[str, Any]) -
     return Plan(runbook.name, ctx.environment, recorded, steps)
 
 
-def _crash_point(step: str, phase: str) -> None:
+def crash_point(step: str, phase: str) -> None:
     if os.environ.get(CRASH_AT) == f"{step}:{phase}":
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+_crash_point = crash_point
+
+
+def gate_hash(step: str, change: Change) -> str:
+    canonical = json.dumps({"step": step, "summary": change.summary, "before": change.before, "after": change.after},
+                           sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 class Run:
@@ -111,7 +129,7 @@ class Run:
         if self.options.dry_run:
             return RunResult(None, "planned", plan)
         approval = self._approve(plan)
-        self.run_id = new_run_id(self.runbook.name)
+        self.run_id = self.ctx.run_id = new_run_id(self.runbook.name)
         self.lock_key = f"{self.ctx.environment}/{self.runbook.lock_target(self.ctx)}"
         self.services.lock.acquire(self.lock_key, holder=operator(), run_id=self.run_id,
                                    ttl_seconds=self.services.lock_ttl_seconds)
@@ -140,6 +158,7 @@ class Run:
         if self.journal.has("run_finished"):
             raise InputError(f"run {run_id} already finished; there is nothing to resume")
         self.run_id, self.lock_key = run_id, started["lock_key"]
+        self.ctx.run_id = run_id
         self.ctx.params.update(started["params"])
         self.ctx.facts.update(started["facts"])  # the targets chosen when approved, not re-derived
         plan = Plan(self.runbook.name, self.ctx.environment, started["recorded_params"],
@@ -167,6 +186,10 @@ class Run:
         try:
             for step in self.runbook.steps:
                 results.append(self._run_step(step))
+        except AwaitingApproval as pause:
+            self._notify_once("awaiting-approval", {"reason": str(pause)})
+            self.options.progress(f"paused: {pause}")
+            return RunResult(self.run_id, "paused", plan, self._step_summaries(), None, str(pause), pause.exit_code)
         except RunbookError as failure:
             outcome, error, exit_code = "failed", str(failure), failure.exit_code
             self.journal.append("run_failed", error=error)
@@ -190,10 +213,12 @@ class Run:
                 raise WorldChanged(f"step {step.name} was completed by this run but its effect no longer holds; "
                                    "someone changed it since. Nothing more was done.")
             return {"step": step.name, "outcome": "done-earlier"}
+        change = step.plan(self.ctx)
+        if step.gate and change is not None and not step.check(self.ctx):
+            self._open_gate(step, change)
         self.journal.append("step_started", step=step.name)
         _crash_point(step.name, "start")
         began = time.monotonic()
-        change = step.plan(self.ctx)
         before = None if change is None else change.before
         try:
             if step.check(self.ctx):
@@ -206,12 +231,16 @@ class Run:
                 raise StepFailed(f"step {step.name}: its postcondition does not hold after the action")
             if time.monotonic() > self.ctx.deadline:
                 raise StepFailed(f"step {step.name} took longer than its {step.timeout_seconds:g}s timeout")
-        except RunbookError as failure:
+        except Exception as raised:  # noqa: BLE001 - an adapter's unexpected error fails the step, on the record
+            failure = raised if isinstance(raised, RunbookError) else \
+                StepFailed(f"step {step.name}: unexpected {type(raised).__name__}: {raised}")
             seconds = time.monotonic() - began
             self.journal.append("step_failed", step=step.name, error=str(failure))
             self._audit(f"{step.name}/failed/{int(time.time())}", step.name, before, None, "failed", str(failure))
             self.metrics.step(step.name, "failed", seconds)
-            raise
+            if failure is raised:
+                raise
+            raise failure from raised
         seconds = time.monotonic() - began
         after = None if change is None else change.after
         self.ctx.outputs[step.name] = outputs
@@ -235,6 +264,27 @@ class Run:
                 time.sleep(delay)
                 self.services.lock.refresh(self.lock_key, run_id=self.run_id, ttl_seconds=self.services.lock_ttl_seconds)
         raise AssertionError("unreachable")
+
+    def _open_gate(self, step: Step, change: Change) -> None:
+        """Pass only with an approval of exactly this change; else journal the wait and pause the run."""
+        assert self.journal is not None
+        wanted = gate_hash(step.name, change)
+        if self.journal.has("gate_approved", step=step.name, gate_hash=wanted):
+            return
+        how = None
+        if self.options.approve == wanted:
+            how = "approved-hash"
+        elif self.options.ask is not None:
+            answer = self.options.ask(f"{step.name}: {change.summary}\nType {wanted} to approve this step: ").strip()
+            how = "interactive" if answer == wanted else None
+        if how is not None:
+            self.journal.append("gate_approved", step=step.name, gate_hash=wanted, how=how, by=operator())
+            self._audit(f"{step.name}/approved", step.name, change.before, change.after, "approved")
+            return
+        if not self.journal.has("awaiting_approval", step=step.name, gate_hash=wanted):
+            self.journal.append("awaiting_approval", step=step.name, gate_hash=wanted, summary=change.summary)
+        raise AwaitingApproval(f"run {self.run_id} stopped before {step.name}, which needs its own approval: "
+                               f"{change.summary}. Review it, then: --resume {self.run_id} --approve {wanted}")
 
     # --- approval, records ------------------------------------------------------------------------------
 
@@ -317,4 +367,5 @@ def run(runbook: Runbook, ctx: RunContext, services: Services, options: RunOptio
     return runner.start()
 
 
-__all__ = ["CRASH_AT", "RunOptions", "RunResult", "Services", "build_plan", "keyed_hash", "run"]
+__all__ = ["CRASH_AT", "RunOptions", "RunResult", "Services", "build_plan", "crash_point", "gate_hash", "keyed_hash",
+           "run"]

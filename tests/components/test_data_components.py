@@ -55,8 +55,8 @@ def test_write_only_secrets_are_versioned_and_masked(plans, stack):
 def test_every_bucket_is_private_encrypted_versioned_and_tls_only(plans, stack):
     plan = plans[stack]
     buckets = plan.by_type("aws:s3/bucket:Bucket")
-    # artifacts, features, index snapshots per region; runbook evidence in the primary
-    assert len(buckets) == 3 * len(plan.by_type("llmops:infra:Region")) + 1
+    # artifacts, features, index snapshots per region; runbook evidence and the PII quarantine in the primary
+    assert len(buckets) == 3 * len(plan.by_type("llmops:infra:Region")) + 2
     for bucket in buckets:
         name = bucket.name
         block = plan.get("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", name).inputs
@@ -69,7 +69,10 @@ def test_every_bucket_is_private_encrypted_versioned_and_tls_only(plans, stack):
         policy = json.loads(plan.get("aws:s3/bucketPolicy:BucketPolicy", name).inputs["policy"])
         (statement,) = policy["Statement"]
         assert statement["Effect"] == "Deny" and statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-        assert bucket.inputs["forceDestroy"] is (stack == "dev")
+        quarantine = bucket.name.endswith("-pii-quarantine")
+        # Evidence of personal data is never force-destroyed, not even in dev; it is object-locked for legal holds.
+        assert bucket.inputs["forceDestroy"] is (stack == "dev" and not quarantine)
+        assert bucket.inputs.get("objectLockEnabled", False) is quarantine
 
 
 # --- model registry ------------------------------------------------------------------------------------------

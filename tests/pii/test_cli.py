@@ -129,3 +129,27 @@ def test_scan_an_s3_prefix_in_parallel(aws_env, tmp_path):
     assert_no_pii(result.stdout, result.stderr)
     empty = llmops("pii", "scan", "s3://logs/nothing-here/", "--endpoint-url", aws_env)
     assert empty.returncode == 2 and "no objects under this prefix" in empty.stderr
+
+
+def test_a_scheduled_scan_feeds_the_alerts_through_the_pushgateway(corpus_file, tmp_path):
+    from llmops.drill.backends import PushgatewayServer
+
+    try:
+        gateway = PushgatewayServer().start()
+    except RuntimeError as error:  # a backend that cannot start fails the test, with what is missing
+        pytest.fail(str(error))
+    try:
+        for _ in range(2):  # two runs: the counter continues, it does not restart
+            result = llmops("pii", "scan", str(corpus_file), "--output", "none", "--pushgateway", gateway.url,
+                            "--source-label", "inference-logs")
+            assert result.returncode == 1, result.stderr
+        metrics = gateway.metrics()
+    finally:
+        gateway.stop()
+    expected = sum(len(found) for _, found in generate(1500, seed=5, prose=2))
+    lines = [line for line in metrics.splitlines() if line.startswith("llmops_pii_findings_total{")]
+    assert len(lines) == 8, lines
+    assert all('source="inference-logs"' in line for line in lines)
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in lines) == 2 * expected
+    assert 'llmops_pii_scan_last_success_timestamp_seconds{instance="",job="llmops_pii_scan",source="inference-logs"}' in metrics
+    assert_no_pii(metrics)

@@ -39,7 +39,7 @@ def test_the_engine_imports_no_backend_library_and_no_adapter():
 
 
 def test_runbook_definitions_reach_backends_only_through_adapters():
-    for name in ("rollback.py",):
+    for name in ("rollback.py", "pii_incident.py"):
         imports = imported_modules(ROOT / "runbooks" / name)
         top_level = {i for i in imports if not i.startswith("runbooks.adapters")}
         assert not {i for i in top_level if i.split(".")[0] in {"boto3", "kubernetes", "mlflow", "qdrant_client"}}
@@ -136,6 +136,7 @@ def test_targets_come_from_the_stack_outputs(plans, tmp_path, capsys):
     assert targets.lock.table == operations["lockTable"] == "llmops-prod-runbook-locks"
     assert targets.notifications.topic_arn == operations["topicArn"]
     assert targets.evidence.uri == f"s3://{operations['evidenceBucket']}"
+    assert targets.pii.quarantine_bucket == operations["piiQuarantineBucket"] and targets.pii.kms_key_id == operations["keyArn"]
     assert targets.kubernetes.context == "llmops-prod-use1" and targets.aws.region == "us-east-1"
     capsys.readouterr()
     outputs.write_text("{}")
