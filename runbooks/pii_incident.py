@@ -36,6 +36,7 @@ from runbooks.engine import (
     RunContext,
     Step,
     StepFailed,
+    always_run,
 )
 from runbooks.engine.records import operator
 from runbooks.engine.runner import crash_point
@@ -495,10 +496,6 @@ def _notified(ctx: RunContext) -> bool:
     return _b(ctx).objects.head(ctx.facts["quarantine_bucket"], _notified_key(ctx)) is not None
 
 
-def _never(ctx: RunContext) -> bool:
-    return False
-
-
 PII_INCIDENT = Runbook(
     name="pii-incident",
     title="Contain personal data found in logs",
@@ -531,7 +528,7 @@ PII_INCIDENT = Runbook(
              plan=lambda ctx: Change(f"scan {sum(len(o['versions']) for o in _objects(ctx))} version(s) of "
                                      f"{len(_objects(ctx))} object(s) under s3://{ctx.facts['bucket']}/"
                                      f"{ctx.facts['prefix']}"),
-             check=_never, action=_scan, verify=lambda ctx: True, timeout_seconds=3600, retries=1,
+             check=always_run, action=_scan, verify=lambda ctx: True, timeout_seconds=3600, retries=1,
              needs_approval=False),
         Step("quarantine", "Copy every version of each affected object to the quarantine bucket under legal hold, "
              "tagged with the incident; each copy's SHA-256 must equal its original's.",
@@ -548,7 +545,7 @@ PII_INCIDENT = Runbook(
         Step("verify-clean", "Re-scan the live objects (nothing may be found) and check every quarantined copy "
              "against its original's checksum.",
              plan=lambda ctx: Change("re-scan the live objects and verify every quarantined copy"),
-             check=_never, action=_verify_clean, verify=lambda ctx: True, timeout_seconds=3600, retries=1,
+             check=always_run, action=_verify_clean, verify=lambda ctx: True, timeout_seconds=3600, retries=1,
              needs_approval=False),
         Step("lift-containment", "Allow writes to the prefix again: remove the deny statement.",
              plan=_lift_plan, check=lambda ctx: ctx.facts["containment"] != "deny-writes" or not _contained(ctx),

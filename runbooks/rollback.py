@@ -37,6 +37,7 @@ from runbooks.engine import (
     Step,
     StepFailed,
     TransientError,
+    always_run,
 )
 from runbooks.targets import require
 
@@ -423,10 +424,6 @@ def _parse_version(value: str) -> str:
     return str(int(value))
 
 
-def _nothing(ctx: RunContext) -> bool:
-    return False
-
-
 ROLLBACK = Runbook(
     name="rollback",
     title="Roll back a model release",
@@ -460,7 +457,7 @@ ROLLBACK = Runbook(
              "Verify on Prometheus that the error ratio and slow first tokens are back within the SLO over a full "
              "window after the rollout, and that no page-level alert for the model is firing.",
              plan=lambda ctx: Change("verify the SLOs on Prometheus over a full window after the rollout"),
-             check=_nothing, action=_verify_slo, verify=lambda ctx: True, timeout_seconds=3600, retries=0,
+             check=always_run, action=_verify_slo, verify=lambda ctx: True, timeout_seconds=3600, retries=0,
              needs_approval=False),
         Step("pin-known-good", "Pin the known-good release in the environment's stack file (a change to commit), "
              "so the next `pulumi up` does not re-apply the bad one.",

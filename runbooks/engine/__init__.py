@@ -20,7 +20,8 @@ from runbooks.engine.model import (
     StepFailed,
     TransientError,
     WorldChanged,
+    always_run,
 )
 
 __all__ = ["ApprovalRequired", "AwaitingApproval", "Change", "InputError", "LockHeld", "Param", "PreconditionFailed", "Runbook",
-           "RunbookError", "RunContext", "Step", "StepFailed", "TransientError", "WorldChanged"]
+           "RunbookError", "RunContext", "Step", "StepFailed", "TransientError", "WorldChanged", "always_run"]

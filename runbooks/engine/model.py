@@ -94,6 +94,11 @@ class Step:
     gate: bool = False
 
 
+def always_run(ctx: RunContext) -> bool:
+    """A step's check for steps that always run (they change nothing: a scan, a verification)."""
+    return False
+
+
 @dataclass(frozen=True)
 class Runbook:
     name: str
