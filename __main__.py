@@ -8,6 +8,7 @@ import pulumi
 
 from components import config
 from components.config import region_code
+from components.failover import RegionalFailover, RegionalFailoverArgs
 from components.region import Region, RegionArgs
 
 try:
@@ -20,6 +21,11 @@ regions = {
     region: Region(f"{stack_config.environment}-{region_code(region)}", RegionArgs(config=stack_config, region=region))
     for region in stack_config.regions.all
 }
+
+if stack_config.failover is not None:
+    failover = RegionalFailover(f"{stack_config.environment}-failover",
+                                RegionalFailoverArgs(config=stack_config, regions=regions))
+    pulumi.export("failover", failover.outputs)
 
 pulumi.export("environment", stack_config.environment)
 pulumi.export("primaryRegion", stack_config.regions.primary)

@@ -431,6 +431,32 @@ def _parse_cidr(cidr: str) -> ipaddress.IPv4Network | None:
         return None
 
 
+class FailoverHealthCheck(_Model):
+    """Route53's checks of each model's regional endpoint: HTTPS, and the body must name the model.
+    vLLM's /health answers 200 with an empty body as soon as the engine runs; /v1/models names the
+    served model (`"id":"<model>"`), which only a replica with its weights loaded can answer."""
+    path: str = Field(default="/v1/models", pattern=r"^/[A-Za-z0-9/._~-]{0,254}$")
+    interval_seconds: Literal[10, 30] = 10
+    failure_threshold: int = Field(default=3, ge=1, le=10)
+
+
+class Standby(_Model):
+    """How a secondary region waits. warm: GPU nodes up and the models loaded (the pools' minSize and the
+    models' replicas as everywhere), so failover is a DNS change. cold: no GPU nodes and no replicas until
+    failover scales them up; the plan shows the recovery time that costs."""
+    mode: Literal["warm", "cold"] = "warm"
+    node_start_seconds: int = Field(default=600, ge=60, le=3600)  # a GPU node from launch to Ready
+
+
+class Failover(_Model):
+    hosted_zone_id: str = Field(pattern=r"^Z[A-Z0-9]{1,31}$")  # the public zone of serving.domain
+    routing: Literal["failover", "latency"] = "failover"  # PRIMARY/SECONDARY, or active-active by latency
+    ttl_seconds: int = Field(default=60, ge=5, le=300)
+    health_check: FailoverHealthCheck = FailoverHealthCheck()
+    standby: dict[str, Standby] = {}  # secondary region -> its standby; default warm
+    replicate_to: list[str] | None = None  # regions receiving model artifacts and index snapshots; default: secondaries
+
+
 class StackConfig(_Model):
     environment: Literal["dev", "staging", "prod"]
     regions: Regions
@@ -447,13 +473,60 @@ class StackConfig(_Model):
     tools: Tools
     alerting: Alerting
     policy: PolicyEnforcement = PolicyEnforcement()
+    failover: Failover | None = None  # required with more than one region
 
     @model_validator(mode="after")
     def _consistent(self) -> StackConfig:
         self._check_tags()
         self._check_vpc_cidrs()
         self._check_models()
+        self._check_failover()
         return self
+
+    def _check_failover(self) -> None:
+        secondaries, allowed = self.regions.secondaries, self.regions.allowed
+        if self.failover is None:
+            if secondaries:
+                raise _invalid("failover", None, "required when the stack has secondary regions "
+                               f"({', '.join(secondaries)}): hostedZoneId at least, so traffic can move between them")
+            return
+        if not secondaries:
+            raise _invalid("failover", "...", "expected only in a stack with regions.secondaries: there is nowhere to fail over to")
+        if self.failover.routing == "failover" and len(secondaries) > 1:
+            raise _invalid("failover.routing", "failover", f"expected latency with {len(secondaries)} secondaries: "
+                           "Route53 failover routing has one PRIMARY and one SECONDARY record per name")
+        for region, standby in self.failover.standby.items():
+            if region not in secondaries:
+                raise _invalid(f"failover.standby.{region}", standby.mode,
+                               f"expected a secondary region of this stack: {', '.join(secondaries)}")
+            if standby.mode == "cold" and self.failover.routing == "latency":
+                raise _invalid(f"failover.standby.{region}.mode", "cold",
+                               "expected warm with latency routing: every region takes traffic (active-active)")
+        for index, region in enumerate(self.failover.replicate_to or []):
+            if region not in allowed:
+                raise _invalid(f"failover.replicateTo[{index}]", region, "expected one of the allowed regions "
+                               f"(data residency: {', '.join(allowed)}); replicas are data too")
+            if region not in secondaries:
+                raise _invalid(f"failover.replicateTo[{index}]", region,
+                               f"expected a secondary region of this stack ({', '.join(secondaries)}): its buckets receive the copies")
+        for region in secondaries:
+            if self.standby(region).mode == "warm":
+                for index, pool in enumerate(self.gpu_pools):
+                    if pool.min_size < 1 and any(m.pool == pool.name for m in self.models):
+                        raise _invalid(f"gpuPools[{index}].minSize", pool.min_size,
+                                       f"expected at least 1: {region} is a warm standby, so its models must stay loaded")
+
+    def standby(self, region: str) -> Standby:
+        """How a region waits: the primary (and, with latency routing, every region) serves; secondaries as configured."""
+        if self.failover is None or region == self.regions.primary:
+            return Standby(mode="warm")
+        return self.failover.standby.get(region) or Standby(mode="warm")
+
+    @property
+    def replication_targets(self) -> list[str]:
+        if self.failover is None:
+            return []
+        return list(self.failover.replicate_to if self.failover.replicate_to is not None else self.regions.secondaries)
 
     def _check_tags(self) -> None:
         for tag in REQUIRED_TAGS:

@@ -46,6 +46,7 @@ class ModelRegistry(pulumi.ComponentResource):
         cfg, prod, dev = args.config, args.placement.environment == "prod", args.placement.environment == "dev"
         key = rotating_key(f"{name}-registry", description=f"Model registry data in {args.placement.region}",
                            alias=f"llmops-{name}-registry", parent=self)
+        self.key = key
         self.artifact_bucket = SecureBucket(f"{name}-artifacts", SecureBucketArgs(
             purpose="model artifacts", kms_key_arn=key.arn, force_destroy=dev), opts=child)
 

@@ -39,10 +39,13 @@ class Region(pulumi.ComponentResource):
         cfg, region = args.config, args.region
         tags = dict(cfg.tags)
         self.role = "primary" if region == cfg.regions.primary else "secondary"
+        self.region, self.code = region, region_code(region)
         self.cluster_name = f"llmops-{cfg.environment}-{region_code(region)}"
+        cold = cfg.standby(region).mode == "cold"
 
         provider = aws.Provider(f"{name}-aws", region=region, default_tags={"tags": {**tags, "llmops.io/region-role": self.role}},
                                 opts=pulumi.ResourceOptions(parent=self))
+        self.provider = provider
         on_aws = pulumi.ResourceOptions(parent=self, providers=[provider])
 
         network = Network(name, NetworkArgs(
@@ -59,7 +62,8 @@ class Region(pulumi.ComponentResource):
 
         self.gpu_pools = {
             pool.name: GpuNodePool(f"{name}-gpu-{pool.name}", GpuNodePoolArgs(
-                pool=pool, cluster_name=cluster.name, node_role_arn=cluster.node_role.arn,
+                # A cold standby keeps no GPU node: the pool scales from zero when failover asks for replicas.
+                pool=pool.model_copy(update={"min_size": 0, "desired_size": 0}) if cold else pool, cluster_name=cluster.name, node_role_arn=cluster.node_role.arn,
                 subnet_ids=network.private_subnet_ids, tags=tags, depends_on=[cluster.system_node_group]), opts=on_aws)
             for pool in cfg.gpu_pools
         }
@@ -74,17 +78,18 @@ class Region(pulumi.ComponentResource):
             environment=cfg.environment, region=region, vpc_id=network.vpc_id, subnet_ids=network.private_subnet_ids,
             cluster_security_group_id=cluster.cluster_security_group_id, oidc_provider=cluster.oidc_provider,
             client_namespaces=serving, tags=tags)
-        registry = ModelRegistry(name, ModelRegistryArgs(config=cfg.registry, placement=placement), opts=on_both)
+        self.registry = registry = ModelRegistry(name, ModelRegistryArgs(config=cfg.registry, placement=placement),
+                                                 opts=on_both)
         self.feature_store = FeatureStore(name, FeatureStoreArgs(config=cfg.feature_store, placement=placement),
                                           opts=on_both)
-        index = RetrievalIndex(name, RetrievalIndexArgs(config=cfg.retrieval, tools=cfg.tools, placement=placement),
-                               opts=on_both)
+        self.index = index = RetrievalIndex(name, RetrievalIndexArgs(config=cfg.retrieval, tools=cfg.tools,
+                                                                     placement=placement), opts=on_both)
 
         self.models = {
             model.name: VllmService(f"{name}-{model.name}", VllmServiceArgs(
                 model=model, pool=cfg.pool(model.pool), surge=rollout_surge(cfg, model), region_code=region_code(region),
                 serving=cfg.serving, namespace=gateway.namespace, gateway=gateway.name, registry_uri=registry.tracking_uri,
-                fetch_image=cfg.registry.image, retrieval_fingerprints=index.fingerprints, tags=tags),
+                fetch_image=cfg.registry.image, retrieval_fingerprints=index.fingerprints, tags=tags, cold=cold),
                 opts=pulumi.ResourceOptions(parent=self, providers=[cluster.provider], depends_on=[gateway]))
             for model in cfg.models
         }
@@ -98,6 +103,7 @@ class Region(pulumi.ComponentResource):
         self.outputs = {
             "role": self.role,
             "region": region,
+            "standby": cfg.standby(region).mode if self.role == "secondary" else None,
             "operations": operations.outputs if operations else None,
             "servingNamespace": gateway.namespace,
             "clusterName": cluster.name,

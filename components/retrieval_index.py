@@ -54,6 +54,7 @@ class RetrievalIndex(pulumi.ComponentResource):
                            alias=f"llmops-{name}-retrieval", parent=self)
         bucket = SecureBucket(f"{name}-index-snapshots", SecureBucketArgs(
             purpose="index snapshots", kms_key_arn=key.arn, force_destroy=dev), opts=child)
+        self.key, self.snapshot_bucket = key, bucket
 
         _, secret = generated_secret(f"{name}-qdrant-api-key", description="Qdrant API key", kms_key_arn=key.arn,
                                      length=48, version=API_KEY_VERSION, recovery_window_days=0 if dev else 7,

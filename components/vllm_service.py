@@ -27,6 +27,7 @@ class VllmServiceArgs:
     fetch_image: str
     retrieval_fingerprints: Mapping[str, str]
     tags: Mapping[str, str]
+    cold: bool = False  # a cold standby region: no replicas (and no canary) until failover scales it up
 
 
 def release_of(model: Model, release: Release, fingerprints: Mapping[str, str]) -> ReleaseParts:
@@ -41,18 +42,19 @@ def release_of(model: Model, release: Release, fingerprints: Mapping[str, str]) 
 def vllm_spec(args: VllmServiceArgs) -> VllmSpec:
     model, pool = args.model, args.pool
     share = replica_resources(model, pool)
-    canary = model.active_canary
+    canary = None if args.cold else model.active_canary
     stable_weight = 100 - (canary.weight if canary else 0)
+    floor = 0 if args.cold else model.replicas
     return VllmSpec(
         name=model.name, namespace=args.namespace, image=model.image, pool=pool.name,
         tensor_parallel_size=model.tensor_parallel_size, max_model_len=model.max_model_len,
         gpu_memory_utilization=model.gpu_memory_utilization, size_gib=model.size_gib, cache_gib=model_cache_gib(model),
-        cpu=share.cpu, memory_gib=share.memory_gib, min_replicas=model.replicas, max_replicas=model.ceiling,
+        cpu=share.cpu, memory_gib=share.memory_gib, min_replicas=floor, max_replicas=model.ceiling,
         queue_depth_target=model.queue_depth_target, startup_base_seconds=model.startup.base_seconds,
         startup_seconds_per_gib=model.startup.seconds_per_gib, surge=args.surge, registry_uri=args.registry_uri,
         fetch_image=args.fetch_image, hostnames=model_hostnames(model.name, args.serving.domain, args.region_code),
         gateway=(args.namespace, args.gateway), prometheus_url=args.serving.prometheus_url,
-        stable=Track("stable", release_of(model, model.release, args.retrieval_fingerprints), model.replicas, stable_weight),
+        stable=Track("stable", release_of(model, model.release, args.retrieval_fingerprints), floor, stable_weight),
         canary=Track("canary", release_of(model, canary.release, args.retrieval_fingerprints), canary.replicas, canary.weight)
         if canary else None,
         tags=args.tags)

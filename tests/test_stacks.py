@@ -38,7 +38,9 @@ def test_every_resource_belongs_to_a_region_component(plans, stack):
         chain = resource
         while chain.parent in by_urn:
             chain = by_urn[chain.parent]
-        assert chain.type == "llmops:infra:Region", f"{resource.urn} is not under a Region"
+        # Cross-region pieces (DNS failover, replication) live in the one RegionalFailover component.
+        assert chain.type in ("llmops:infra:Region", "llmops:infra:RegionalFailover"), \
+            f"{resource.urn} is not under a Region or the RegionalFailover"
 
 
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
@@ -53,6 +55,9 @@ def test_every_aws_resource_uses_its_regions_explicit_provider_in_an_allowed_reg
             region = providers[resource.provider].inputs["region"]
             assert region in cfg.regions.allowed
             region_component = resource.urn.split("::")[-1].split("-")[1]
+            if region_component == "failover":  # global (Route53) or the replication source's: the primary's
+                assert region == cfg.regions.primary, resource.urn
+                continue
             assert region_component == config.region_code(region), resource.urn
 
 

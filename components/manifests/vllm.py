@@ -105,6 +105,13 @@ def progress_deadline_seconds(spec: VllmSpec) -> int:
     return budget + spec.size_gib * DOWNLOAD_SECONDS_PER_GIB + 300
 
 
+def cold_start_seconds(size_gib: int, base_seconds: int, seconds_per_gib: float, node_start_seconds: int) -> int:
+    """A cold standby's recovery time for one model: a GPU node from launch to Ready, the weights downloaded
+    from the registry, then loaded."""
+    return node_start_seconds + size_gib * DOWNLOAD_SECONDS_PER_GIB + startup_budget_seconds(size_gib, base_seconds,
+                                                                                            seconds_per_gib)
+
+
 def shm_gib(memory_gib: int) -> int:
     # NCCL needs shared memory for tensor parallelism; it counts against the memory limit.
     return max(1, min(16, memory_gib // 4))
@@ -217,8 +224,10 @@ def deployment(spec: VllmSpec, track: Track, *, autoscaled: bool) -> dict[str, A
             },
         },
     }
-    if not autoscaled:
-        deployment_spec["replicas"] = track.replicas  # an autoscaled Deployment's size belongs to the HPA
+    if not autoscaled or track.replicas == 0:
+        # An autoscaled Deployment's size belongs to the HPA -- except a cold standby's, held at 0 so no pod asks
+        # for a GPU node until failover scales it up.
+        deployment_spec["replicas"] = track.replicas
     return {"apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": deployment_name(spec, track), "namespace": spec.namespace, "labels": labels,
                          "annotations": _release_annotations(track)},

@@ -24,6 +24,12 @@ def summarize(plan: Plan) -> str:
         lines.append(f"  {root.name}  ({root.type})")
         for component in sorted(plan.children(root.urn), key=lambda r: (r.custom, r.type, r.name)):
             lines.append(_component_line(plan, component))
+    failover = plan.outputs.get("failover")
+    if isinstance(failover, dict) and failover.get("standby"):
+        for region, standby in sorted(failover["standby"].items()):
+            seconds = int(standby["expectedRecoverySeconds"])
+            lines.append(f"  failover ({failover.get('routing')}): {region} is a {standby['mode']} standby; expected "
+                         f"recovery {seconds // 60} min {seconds % 60} s")
     if plan.outputs:
         lines.append("  outputs: " + ", ".join(sorted(plan.outputs)))
     return "\n".join(lines)

@@ -50,7 +50,7 @@ BAD_CONFIGS = {
     "unknown top-level key": (
         lambda s: s["config"].__setitem__("llmops:gpuPool", []),
         'stacks/Pulumi.dev.yaml: llmops:gpuPool = []: unknown key; allowed keys: alerting, cluster, devicePlugin, environment, '
-        "featureStore, gpuPools, models, network, policy, regions, registry, retrieval, serving, tags, tools"),
+        "failover, featureStore, gpuPools, models, network, policy, regions, registry, retrieval, serving, tags, tools"),
     "unknown nested key (typo)": (
         lambda s: _pool(s).__setitem__("maxsize", 3),
         "stacks/Pulumi.dev.yaml: llmops:gpuPools[0].maxsize = 3: unknown key; allowed keys: capacityType, desiredSize, "

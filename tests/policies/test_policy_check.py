@@ -110,10 +110,11 @@ def test_policy_config_prints_what_the_cli_takes(capsys):
     assert main(["policy", "config", "--stack", "prod"]) == 0
     config = json.loads(capsys.readouterr().out)
     assert config["all"] == "mandatory"
-    assert config["prod-multi-region-failover"]["enforcementLevel"] == "advisory"
+    # The failover policy is mandatory in prod now that RegionalFailover declares what it asks for.
+    assert "enforcementLevel" not in config["prod-multi-region-failover"]
     assert config["data-residency"]["allowedRegions"] == ["us-east-1", "us-east-2", "us-west-2"]
     resolved = resolve_config(config)
-    assert resolved["prod-multi-region-failover"][0].value == "advisory"
+    assert resolved["prod-multi-region-failover"][0].value == "mandatory"
     assert resolved["k8s-image-digest"][1]["environment"] == "prod"
 
 
