@@ -449,12 +449,15 @@ class Standby(_Model):
 
 
 class Failover(_Model):
-    hosted_zone_id: str = Field(pattern=r"^Z[A-Z0-9]{1,31}$")  # the public zone of serving.domain
+    hosted_zone_id: str = Field(pattern=r"^[A-Z0-9]{1,32}$")  # the public zone of serving.domain
     routing: Literal["failover", "latency"] = "failover"  # PRIMARY/SECONDARY, or active-active by latency
     ttl_seconds: int = Field(default=60, ge=5, le=300)
     health_check: FailoverHealthCheck = FailoverHealthCheck()
     standby: dict[str, Standby] = {}  # secondary region -> its standby; default warm
     replicate_to: list[str] | None = None  # regions receiving model artifacts and index snapshots; default: secondaries
+    # Where traffic goes (failover routing): the PRIMARY records' region. The failover runbook pins it here after
+    # moving traffic, so the next `pulumi up` keeps the move; default: regions.primary.
+    active_region: str | None = None
 
 
 class StackConfig(_Model):
@@ -492,6 +495,13 @@ class StackConfig(_Model):
             return
         if not secondaries:
             raise _invalid("failover", "...", "expected only in a stack with regions.secondaries: there is nowhere to fail over to")
+        if self.failover.active_region is not None:
+            if self.failover.active_region not in self.regions.all:
+                raise _invalid("failover.activeRegion", self.failover.active_region,
+                               f"expected a region of this stack: {', '.join(self.regions.all)}")
+            if self.failover.routing != "failover":
+                raise _invalid("failover.activeRegion", self.failover.active_region,
+                               "expected only with failover routing (latency routing has no primary)")
         if self.failover.routing == "failover" and len(secondaries) > 1:
             raise _invalid("failover.routing", "failover", f"expected latency with {len(secondaries)} secondaries: "
                            "Route53 failover routing has one PRIMARY and one SECONDARY record per name")
@@ -521,6 +531,11 @@ class StackConfig(_Model):
         if self.failover is None or region == self.regions.primary:
             return Standby(mode="warm")
         return self.failover.standby.get(region) or Standby(mode="warm")
+
+    @property
+    def active_region(self) -> str:
+        """Where failover routing sends traffic while it is healthy (the PRIMARY records)."""
+        return (self.failover.active_region if self.failover else None) or self.regions.primary
 
     @property
     def replication_targets(self) -> list[str]:

@@ -113,7 +113,7 @@ class RegionalFailover(pulumi.ComponentResource):
             for region, component in args.regions.items():
                 regional, global_name = model_hostnames(model.name, cfg.serving.domain, component.code)
                 routing: dict[str, Any] = (
-                    {"failover_routing_policies": [{"type": "PRIMARY" if region == cfg.regions.primary else "SECONDARY"}]}
+                    {"failover_routing_policies": [{"type": "PRIMARY" if region == cfg.active_region else "SECONDARY"}]}
                     if failover.routing == "failover" else {"latency_routing_policies": [{"region": region}]})
                 records[f"{global_name}/{region}"] = aws.route53.Record(
                     f"{name}-{model.name}-{component.code}", zone_id=failover.hosted_zone_id, name=global_name,
@@ -133,6 +133,8 @@ class RegionalFailover(pulumi.ComponentResource):
 
         self.outputs = {
             "routing": failover.routing,
+            "activeRegion": cfg.active_region if failover.routing == "failover" else None,
+            "hostedZoneId": failover.hosted_zone_id,
             "healthChecks": {region: check.id for region, check in readiness.items()},
             "records": sorted({key.split("/")[0] for key in records}),
             "replicationRoles": replication,

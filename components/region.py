@@ -113,6 +113,7 @@ class Region(pulumi.ComponentResource):
             "gpuNodeGroups": {pool: p.node_group.node_group_name for pool, p in self.gpu_pools.items()},
             "registry": {"trackingUri": registry.tracking_uri, "artifactBucket": registry.artifact_bucket.name},
             "retrievalFingerprints": index.fingerprints,
+            "snapshotBucket": index.snapshot_bucket.name,
             "releases": {model: service.release_id for model, service in self.models.items()},
         }
         self.register_outputs(self.outputs)

@@ -356,7 +356,10 @@ def _runbook_parsers(commands: Any) -> None:
         parser = run.add_parser(name, help=definition.title, description=definition.summary)
         parser.add_argument("--env", required=True, help="environment (stacks/targets/<env>.yaml)")
         for param in definition.params:
-            parser.add_argument(param.option, dest=param.name, metavar=param.name.upper(), help=param.help)
+            if param.switch:
+                parser.add_argument(param.option, dest=param.name, action="store_const", const="yes", help=param.help)
+            else:
+                parser.add_argument(param.option, dest=param.name, metavar=param.name.upper(), help=param.help)
         parser.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
         parser.add_argument("--yes", action="store_true", help="approve the plan shown")
         parser.add_argument("--approve", metavar="HASH",

@@ -32,10 +32,10 @@ def _alerts_link_runbooks(args: ResourceValidationArgs, report: ReportViolation)
             if not url:
                 report(f"{where} has no runbook_url annotation; link the runbook on-call should follow.")
                 continue
-            prefix, _, name = url.rstrip("/").rpartition("/")
-            if name not in runbooks or (base and prefix != base.rstrip("/")):
-                report(f"{where}: runbook_url {url} names no catalogued runbook; use "
-                       f"{(base or '<runbookBaseUrl>').rstrip('/')}/<{'|'.join(sorted(runbooks))}>.")
+            prefix, _, page = url.rstrip("/").rpartition("/")
+            if not page.endswith(".md") or page.removesuffix(".md") not in runbooks or (base and prefix != base.rstrip("/")):
+                report(f"{where}: runbook_url {url} names no catalogued runbook page; use "
+                       f"{(base or '<runbookBaseUrl>').rstrip('/')}/<{'|'.join(sorted(runbooks))}>.md.")
 
 
 POLICIES = [

@@ -1,7 +1,8 @@
 """The executable runbooks, by name (the catalog lists every runbook, executable or not yet)."""
 
 from runbooks.engine import Runbook
+from runbooks.failover import FAILOVER
 from runbooks.pii_incident import PII_INCIDENT
 from runbooks.rollback import ROLLBACK
 
-RUNBOOKS: dict[str, Runbook] = {runbook.name: runbook for runbook in (ROLLBACK, PII_INCIDENT)}
+RUNBOOKS: dict[str, Runbook] = {runbook.name: runbook for runbook in (ROLLBACK, FAILOVER, PII_INCIDENT)}

@@ -89,6 +89,21 @@ class Pii(_Model):
     scan_workers: int = Field(default=8, ge=1, le=64)
 
 
+class RegionTargets(_Model):
+    """One region's backends, for runbooks that look at several regions (failover)."""
+    kubernetes: Kubernetes
+    artifact_bucket: str  # the model registry's artifact bucket there (a replica outside the primary)
+    snapshot_bucket: str | None = None  # index snapshots there
+    registry: Registry | None = None  # that region's model registry (MLflow), to find a version's artifacts
+
+
+class FailoverTargets(_Model):
+    hosted_zone_id: str = Field(pattern=r"^[A-Z0-9]{1,32}$")
+    regions: dict[str, RegionTargets] = Field(min_length=2)
+    change_timeout_seconds: int = Field(default=300, ge=10, le=3600)  # until Route53 reports the change INSYNC
+    poll_seconds: float = Field(default=5, gt=0, le=60)
+
+
 class Targets(_Model):
     environment: str
     stack_file: str
@@ -98,6 +113,7 @@ class Targets(_Model):
     kubernetes: Kubernetes | None = None
     prometheus: Prometheus | None = None
     pii: Pii | None = None
+    failover: FailoverTargets | None = None
     lock: Lock = Lock()
     audit: Records
     evidence: Records
@@ -163,6 +179,13 @@ def targets_from_outputs(environment: str, outputs: dict[str, Any], *, stack_fil
         "evidence": {"uri": f"s3://{operations['evidenceBucket']}", "kms_key_id": operations["keyArn"]},
         "notifications": {"topic_arn": operations["topicArn"]},
     }
+    failover = outputs.get("failover")
+    if failover:
+        document["failover"] = {"hosted_zone_id": failover["hostedZoneId"], "regions": {
+            name: {"kubernetes": {"context": r["clusterName"], "namespace": r.get("servingNamespace", "serving")},
+                   "artifact_bucket": r["registry"]["artifactBucket"], "snapshot_bucket": r.get("snapshotBucket"),
+                   "registry": {"tracking_uri": r["registry"]["trackingUri"]}}
+            for name, r in outputs["regions"].items()}}
     if operations.get("piiQuarantineBucket"):
         # Add data_protection_topic_arn: the data-protection contact's topic is the organisation's, not the stack's.
         document["pii"] = {"quarantine_bucket": operations["piiQuarantineBucket"], "kms_key_id": operations["keyArn"]}

@@ -66,7 +66,7 @@ class RuleContext:
 def runbook_url(context: RuleContext, runbook: str) -> str:
     if runbook not in RUNBOOKS:
         raise ValueError(f"no runbook {runbook!r}; the catalog has {', '.join(RUNBOOKS)}")
-    return f"{context.runbook_base_url.rstrip('/')}/{runbook}"
+    return f"{context.runbook_base_url.rstrip('/')}/{runbook}.md"  # the rendered page, runbooks/pages/<name>.md
 
 
 def burn_factor(spent: float, window_days: int, long_window: str) -> float:

@@ -69,13 +69,14 @@ def lint_groups(groups: Iterable[Mapping[str, Any]], *, known_metrics: Iterable[
                 if not annotations.get(annotation):
                     problems.append(f"{where}: no {annotation} annotation")
             url = annotations.get("runbook_url", "")
-            if url and not (url.startswith(base) and url[len(base):] in catalogued):
-                problems.append(f"{where}: runbook_url {url} names no catalogued runbook "
-                                f"(expected {base}<one of {', '.join(sorted(catalogued))}>)")
+            if url and not (url.startswith(base) and url[len(base):].removesuffix(".md") in catalogued
+                            and url.endswith(".md")):
+                problems.append(f"{where}: runbook_url {url} names no catalogued runbook page "
+                                f"(expected {base}<one of {', '.join(sorted(catalogued))}>.md)")
     return problems
 
 
 def runbook_of(rule: Mapping[str, Any], runbook_base_url: str) -> str | None:
     url = rule.get("annotations", {}).get("runbook_url", "")
     base = runbook_base_url.rstrip("/") + "/"
-    return url[len(base):] if url.startswith(base) else None
+    return url[len(base):].removesuffix(".md") if url.startswith(base) else None

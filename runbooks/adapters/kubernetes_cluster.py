@@ -25,6 +25,7 @@ class KubernetesCluster:
             api = config.new_client_from_config(config_file=kubeconfig, context=context)
         self.where = host or context or "the current kubeconfig context"
         self.apps = client.AppsV1Api(api)
+        self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -58,3 +59,10 @@ class KubernetesCluster:
     def patch_route(self, namespace: str, name: str, operations: list[dict[str, Any]]) -> None:
         self._call(f"patch httproute {namespace}/{name}", self.custom.patch_namespaced_custom_object,
                    *GATEWAY[:2], namespace, GATEWAY[2], name, operations)
+
+    def nodes(self, label_selector: str) -> list[dict[str, Any]]:
+        """Nodes with every `key=value` label of the selector (checked here too, whatever the server did)."""
+        found = self._call(f"list nodes {label_selector}", self.core.list_node, label_selector=label_selector)
+        items = [] if found is None else self.core.api_client.sanitize_for_serialization(found).get("items", [])
+        wanted = dict(part.split("=", 1) for part in label_selector.split(",") if "=" in part)
+        return [n for n in items if all((n["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items())]

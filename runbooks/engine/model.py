@@ -60,6 +60,7 @@ class Param:
     default: Any = None
     sensitive: bool = False
     flag: str | None = None  # the CLI spelling, default --<name with dashes>
+    switch: bool = False  # an on/off option without a value (`--failback`); parsed from True when given
 
     @property
     def option(self) -> str:

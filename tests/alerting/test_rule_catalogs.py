@@ -87,9 +87,9 @@ def test_a_missing_runbook_url_fails_naming_the_alert():
 
 
 def test_a_runbook_link_to_nothing_fails_naming_the_alert():
-    problems = _broken("RetrievalIndexStale", lambda r: r["annotations"].update(runbook_url=f"{BASE}/reindx"))
-    assert problems == [f"group llmops-data, alert RetrievalIndexStale: runbook_url {BASE}/reindx names no catalogued "
-                        f"runbook (expected {BASE}/<one of failover, pii-incident, reindex, rollback>)"]
+    problems = _broken("RetrievalIndexStale", lambda r: r["annotations"].update(runbook_url=f"{BASE}/reindx.md"))
+    assert problems == [f"group llmops-data, alert RetrievalIndexStale: runbook_url {BASE}/reindx.md names no "
+                        f"catalogued runbook page (expected {BASE}/<one of failover, pii-incident, reindex, rollback>.md)"]
 
 
 def test_a_missing_severity_fails_naming_the_alert():

@@ -267,7 +267,7 @@ def case_iam(bad):
 
 def case_alerts(bad):
     b = PlanBuilder()
-    url = "https://runbooks.example.com/llmops/" + ("restart-everything" if bad else "rollback")
+    url = "https://runbooks.example.com/llmops/" + ("restart-everything.md" if bad else "rollback.md")
     rule = {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
             "metadata": {"name": "alerts", "namespace": "monitoring", "labels": LABELS},
             "spec": {"groups": [{"name": "g", "rules": [

@@ -1,0 +1,126 @@
+"""Route53 for the failover runbook (boto3): read failover record sets, change them in one atomic
+batch and wait until the change is INSYNC, read health-check status, and ask Route53 what it answers
+for a name (TestDNSAnswer). Plus the replica check for S3: a prefix compared key by key.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from runbooks.engine import PreconditionFailed, TransientError, WorldChanged
+
+T = TypeVar("T")
+
+
+def _call(what: str, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, ReadTimeoutError
+
+    try:
+        return function(*args, **kwargs)
+    except ClientError as error:
+        code = error.response["Error"]["Code"]
+        if code in ("Throttling", "PriorRequestNotComplete", "ServiceUnavailable", "InternalError"):
+            raise TransientError(f"{what}: {code}") from None
+        if code == "InvalidChangeBatch":
+            raise WorldChanged(f"{what}: Route53 refused the change ({error}); the records changed since the plan") from None
+        raise PreconditionFailed(f"{what}: {code}: {error.response['Error'].get('Message', '')}") from None
+    except (BotoConnectionError, ReadTimeoutError) as error:
+        raise TransientError(f"{what}: unreachable: {error}") from None
+
+
+def _fqdn(name: str) -> str:
+    return name if name.endswith(".") else name + "."
+
+
+class Route53Dns:
+    def __init__(self, route53: Any) -> None:
+        self.route53 = route53
+
+    def record_sets(self, zone_id: str, name: str, type_: str = "CNAME") -> list[dict[str, Any]]:
+        """Every record set with this name and type (one per set identifier)."""
+        found = _call(f"list records {name}", self.route53.list_resource_record_sets, HostedZoneId=zone_id,
+                      StartRecordName=_fqdn(name), StartRecordType=type_, MaxItems="100")
+        return [r for r in found["ResourceRecordSets"] if r["Name"] == _fqdn(name) and r["Type"] == type_]
+
+    def change(self, zone_id: str, changes: list[dict[str, Any]], comment: str) -> str:
+        """Apply changes in one batch (all or nothing); returns the change id."""
+        answer = _call("change records", self.route53.change_resource_record_sets, HostedZoneId=zone_id,
+                       ChangeBatch={"Comment": comment[:256], "Changes": changes})
+        return answer["ChangeInfo"]["Id"]
+
+    def wait_insync(self, change_id: str, deadline: float, poll: float) -> None:
+        while True:
+            status = _call("read change", self.route53.get_change, Id=change_id)["ChangeInfo"]["Status"]
+            if status == "INSYNC":
+                return
+            if time.monotonic() + poll > deadline:
+                raise TransientError(f"Route53 change {change_id} is still {status}")
+            time.sleep(poll)
+
+    def health_check_healthy(self, check_id: str) -> bool:
+        """Healthy when most Route53 checkers say so (a calculated check reports one observation)."""
+        observations = _call(f"health check {check_id}", self.route53.get_health_check_status,
+                             HealthCheckId=check_id)["HealthCheckObservations"]
+        healthy = sum(1 for o in observations if o["StatusReport"]["Status"].startswith("Success"))
+        return bool(observations) and healthy * 2 > len(observations)
+
+    def dns_answer(self, zone_id: str, name: str, type_: str = "CNAME") -> tuple[list[str], str]:
+        """What Route53's name servers answer for a name, and how that was learned. TestDNSAnswer asks Route53
+        itself; where the API does not offer it (moto's emulator), the answer is derived from the record sets
+        and their health checks the way failover routing answers, and says so."""
+        from botocore.exceptions import ClientError
+
+        try:
+            answer = self.route53.test_dns_answer(HostedZoneId=zone_id, RecordName=_fqdn(name), RecordType=type_)
+            return sorted(str(r).rstrip(".") for r in answer.get("RecordData", [])), "route53:TestDNSAnswer"
+        except ClientError as error:
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status not in (404, 501) and error.response["Error"]["Code"] not in ("NotImplemented", "404"):
+                raise
+        return self._evaluate(zone_id, name, type_), "evaluated from record sets and health checks (TestDNSAnswer unavailable)"
+
+    def _evaluate(self, zone_id: str, name: str, type_: str) -> list[str]:
+        records = self.record_sets(zone_id, name, type_)
+        by_role = {r.get("Failover"): r for r in records}
+        for role in ("PRIMARY", "SECONDARY"):
+            record = by_role.get(role)
+            if record is None:
+                continue
+            check = record.get("HealthCheckId")
+            if check is None or self.health_check_healthy(check) != self._inverted(check):
+                return sorted(v["Value"].rstrip(".") for v in record.get("ResourceRecords", []))
+        return []
+
+    def _inverted(self, check_id: str) -> bool:
+        config = _call(f"health check {check_id}", self.route53.get_health_check, HealthCheckId=check_id)
+        return bool(config["HealthCheck"]["HealthCheckConfig"].get("Inverted"))
+
+
+def compare_prefix(source: Any, source_bucket: str, target: Any, target_bucket: str, prefix: str) -> list[str]:
+    """What is wrong with the replica of `prefix` (empty: every object is there with the same size and ETag,
+    and the source reports no replication pending or failed)."""
+    def listing(s3: Any, bucket: str) -> dict[str, tuple[int, str]]:
+        found: dict[str, tuple[int, str]] = {}
+        paginator = s3.get_paginator("list_objects_v2")
+        for page in _call(f"list s3://{bucket}/{prefix}", lambda: list(paginator.paginate(Bucket=bucket, Prefix=prefix))):
+            for item in page.get("Contents", []):
+                found[item["Key"]] = (item["Size"], item["ETag"].strip('"'))
+        return found
+
+    wanted, present = listing(source, source_bucket), listing(target, target_bucket)
+    problems = []
+    if not wanted:
+        problems.append(f"s3://{source_bucket}/{prefix} is empty")
+    for key, (size, etag) in sorted(wanted.items()):
+        if key not in present:
+            problems.append(f"{key} missing in s3://{target_bucket}")
+        elif present[key] != (size, etag):
+            problems.append(f"{key} differs in s3://{target_bucket} (size/ETag {present[key]} != {(size, etag)})")
+        else:
+            status = _call(f"head s3://{source_bucket}/{key}", source.head_object, Bucket=source_bucket,
+                           Key=key).get("ReplicationStatus")
+            if status in ("PENDING", "FAILED"):
+                problems.append(f"{key}: replication {status}")
+    return problems

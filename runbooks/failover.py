@@ -1,0 +1,371 @@
+"""Fail over a region: move inference traffic to a standby that is verified ready, and back.
+
+Before anything changes, the target region must be ready: its GPU nodes Ready, every model's
+Deployment with all replicas ready and serving the same release as the source (or, if the source's
+cluster cannot be reached, the release the stack declares), and each release's model artifacts
+replicated there with the same keys, sizes and ETags. The steps swap the failover records in one
+atomic Route53 batch (the target's records become PRIMARY, the source's SECONDARY, so Route53 still
+falls back to the source if the target fails), wait until the change is in sync, verify that DNS
+answers with the target's endpoints, and pin the active region in the stack file so the next `pulumi
+up` keeps it. `--failback` moves traffic back to the stack's primary region with the same checks.
+
+The runbook reaches Route53, S3, the clusters and the registry through runbooks/adapters.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from components import config as stack_config
+from components.manifests.gateway import model_hostnames
+from components.manifests.vllm import RELEASE_ANNOTATION, RELEASE_PARTS_ANNOTATION
+from components.scheduling import POOL_LABEL
+from runbooks.engine import (
+    Change,
+    InputError,
+    Param,
+    PreconditionFailed,
+    Runbook,
+    RunContext,
+    Step,
+    TransientError,
+    WorldChanged,
+    always_run,
+)
+from runbooks.targets import require
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Backends:
+    dns: Any  # runbooks.adapters.route53_dns.Route53Dns
+    clusters: dict[str, Any]  # region -> runbooks.adapters.kubernetes_cluster.KubernetesCluster
+    s3: dict[str, Any]  # region -> boto3 S3 client
+    registries: dict[str, Any]  # region -> runbooks.adapters.mlflow_registry.MlflowRegistry
+
+
+def connect(targets: Any) -> Backends:
+    from runbooks.adapters.aws import client
+    from runbooks.adapters.kubernetes_cluster import KubernetesCluster
+    from runbooks.adapters.mlflow_registry import MlflowRegistry
+    from runbooks.adapters.route53_dns import Route53Dns
+
+    require(targets, "failover", "failover")
+    endpoint = targets.aws.endpoint_url
+    regions = targets.failover.regions
+    return Backends(
+        dns=Route53Dns(client("route53", region=targets.aws.region, endpoint_url=endpoint)),
+        clusters={name: KubernetesCluster(host=r.kubernetes.host, context=r.kubernetes.context,
+                                          kubeconfig=r.kubernetes.kubeconfig) for name, r in regions.items()},
+        s3={name: client("s3", region=name, endpoint_url=endpoint) for name in regions},
+        registries={name: MlflowRegistry(r.registry.tracking_uri) for name, r in regions.items() if r.registry})
+
+
+def _b(ctx: RunContext) -> Backends:
+    return ctx.backends
+
+
+def _stack_path(ctx: RunContext) -> Path:
+    return ctx.targets.stack_path(PROJECT_ROOT)
+
+
+# --- prepare: which way, and is the target really ready? -------------------------------------------------------
+
+def prepare(ctx: RunContext) -> None:
+    try:
+        stack = stack_config.load_file(_stack_path(ctx))
+    except stack_config.ConfigError as error:
+        raise InputError(str(error)) from None
+    if stack.failover is None:
+        raise InputError(f"{_stack_path(ctx).name}: no failover config; {ctx.environment} runs in one region")
+    if stack.failover.routing != "failover":
+        raise InputError(f"{_stack_path(ctx).name}: failover.routing is {stack.failover.routing}: every region takes "
+                         "traffic already; take a region out by scaling it down instead")
+    active = stack.active_region
+    p = ctx.params
+    source = p.get("from") or active
+    target = p.get("to") or (stack.regions.primary if p.get("failback") else None)
+    if target is None:
+        others = [r for r in stack.regions.all if r != source]
+        target = others[0] if len(others) == 1 else None
+        if target is None:
+            raise InputError(f"--to is required: {ctx.environment} has several regions besides {source}")
+    for option, region in (("--from", source), ("--to", target)):
+        if region not in stack.regions.allowed:
+            raise InputError(f"{option} {region}: outside the allowed regions of {ctx.environment} "
+                             f"({', '.join(stack.regions.allowed)}): data residency forbids serving there")
+        if region not in stack.regions.all:
+            raise InputError(f"{option} {region}: not a region of {ctx.environment} ({', '.join(stack.regions.all)})")
+    if source == target:
+        raise InputError(f"--from and --to are both {source}")
+    failover_targets = ctx.targets.failover
+    for region in (source, target):
+        if region not in failover_targets.regions:
+            raise InputError(f"stacks/targets/{ctx.environment}.yaml: failover.regions has no {region}")
+    records = _records(ctx, stack, failover_targets.hosted_zone_id)
+    primaries = {r["primary"] for r in records.values()}
+    if primaries != {source}:
+        raise InputError(f"--from {source}: traffic is not there; the PRIMARY records are in "
+                         f"{', '.join(sorted(str(p) for p in primaries))}"
+                         + (" (already failed over)" if primaries == {target} else ""))
+    ctx.facts.update({"source": source, "target": target, "primary": stack.regions.primary,
+                      "zone": failover_targets.hosted_zone_id, "records": records,
+                      "namespace": failover_targets.regions[target].kubernetes.namespace,
+                      "expected": {name: (r["values"][target] or [None])[0] for name, r in records.items()}})
+    ctx.facts["readiness"] = _readiness(ctx, stack)  # raises PreconditionFailed, naming what is not ready
+
+
+def _records(ctx: RunContext, stack: Any, zone: str) -> dict[str, dict[str, Any]]:
+    """Per model name: which region its PRIMARY record names, and each region's record value."""
+    found = {}
+    for model in stack.models:
+        _, name = model_hostnames(model.name, stack.serving.domain, "x")
+        sets = {r["SetIdentifier"]: r for r in _b(ctx).dns.record_sets(zone, name)}
+        missing = [region for region in stack.regions.all if region not in sets]
+        if missing:
+            raise PreconditionFailed(f"{name}: no failover record for {', '.join(missing)} in zone {zone}; "
+                                     "run `pulumi up` for the stack first")
+        primary = [region for region, r in sets.items() if r.get("Failover") == "PRIMARY"]
+        found[name] = {"primary": primary[0] if len(primary) == 1 else None,
+                       "values": {region: [v["Value"].rstrip(".") for v in r.get("ResourceRecords", [])]
+                                  for region, r in sets.items()}}
+    return found
+
+
+def _readiness(ctx: RunContext, stack: Any) -> dict[str, Any]:
+    f, b = ctx.facts, _b(ctx)
+    source, target, namespace = f["source"], f["target"], f["namespace"]
+    problems: list[str] = []
+    report: dict[str, Any] = {"models": {}, "pools": {}, "artifacts": {}}
+    try:
+        for pool in sorted({m.pool for m in stack.models}):
+            nodes = b.clusters[target].nodes(f"{POOL_LABEL}={pool}")
+            ready = [n for n in nodes if any(c.get("type") == "Ready" and c.get("status") == "True"
+                                              for c in (n.get("status") or {}).get("conditions") or [])]
+            report["pools"][pool] = {"nodes": len(nodes), "ready": len(ready)}
+            if not ready:
+                problems.append(f"GPU pool {pool}: no Ready node in {target} ({len(nodes)} node(s))")
+        for model in stack.models:
+            deployment = b.clusters[target].deployment(namespace, model.name)
+            if deployment is None:
+                problems.append(f"{model.name}: no Deployment {namespace}/{model.name} in {target}")
+                continue
+            status, spec = deployment.get("status") or {}, deployment.get("spec") or {}
+            wanted = spec.get("replicas") or 1
+            ready = status.get("readyReplicas") or 0
+            release = (deployment["metadata"].get("annotations") or {}).get(RELEASE_ANNOTATION)
+            parts = json.loads((deployment["metadata"].get("annotations") or {}).get(RELEASE_PARTS_ANNOTATION) or "{}")
+            expected_release, where = _source_release(ctx, stack, model)
+            report["models"][model.name] = {"ready": ready, "wanted": wanted, "release": release,
+                                            "source_release": expected_release, "compared_with": where}
+            if ready < wanted or ready < 1:
+                problems.append(f"{model.name}: {ready}/{wanted} replicas ready in {target}")
+            if where == "source cluster" and release != expected_release:
+                problems.append(f"{model.name}: {target} serves release {release}, {source} serves {expected_release}")
+            if where == "stack config" and parts.get("model_version") != expected_release:
+                problems.append(f"{model.name}: {target} serves version {parts.get('model_version')}, the stack declares "
+                                f"{expected_release} ({source}'s cluster is unreachable)")
+            version = parts.get("model_version")
+            if version:
+                report["artifacts"][model.name] = _artifact_problems(ctx, model.registry.model, version, problems)
+    except TransientError as error:
+        raise PreconditionFailed(f"{error}; nothing was changed") from None
+    if problems:
+        raise PreconditionFailed(f"{target} is not ready to take traffic from {source}; nothing was changed:\n  - "
+                                 + "\n  - ".join(problems))
+    return report
+
+
+def _source_release(ctx: RunContext, stack: Any, model: Any) -> tuple[str | None, str]:
+    """The release the source serves; if its cluster is down (the reason for failing over), the stack's."""
+    f = ctx.facts
+    try:
+        deployment = _b(ctx).clusters[f["source"]].deployment(f["namespace"], model.name)
+    except (TransientError, PreconditionFailed):
+        deployment = None
+    if deployment is not None:
+        return (deployment["metadata"].get("annotations") or {}).get(RELEASE_ANNOTATION), "source cluster"
+    return model.release.version, "stack config"
+
+
+def _artifact_problems(ctx: RunContext, registered: str, version: str, problems: list[str]) -> dict[str, Any]:
+    from runbooks.adapters.route53_dns import compare_prefix
+
+    f, b = ctx.facts, _b(ctx)
+    regions = ctx.targets.failover.regions
+    registry = b.registries.get(f["primary"]) or b.registries.get(f["target"])
+    if registry is None:
+        problems.append("no registry in the targets' failover.regions: cannot find the artifacts of a version")
+        return {}
+    found = registry.version(registered, version)
+    if found is None:
+        problems.append(f"{registered} version {version}: not in the model registry")
+        return {}
+    source_uri = str(found["source"])
+    bucket, _, prefix = source_uri.removeprefix("s3://").partition("/")
+    primary_bucket = regions[f["primary"]].artifact_bucket
+    if bucket != primary_bucket:
+        problems.append(f"{registered} version {version}: artifacts at {source_uri}, not in the primary's artifact "
+                        f"bucket {primary_bucket}, so they are not replicated")
+        return {"source": source_uri}
+    if f["target"] == f["primary"]:
+        return {"source": source_uri, "replica": "the primary's own bucket"}
+    issues = compare_prefix(b.s3[f["primary"]], primary_bucket, b.s3[f["target"]], regions[f["target"]].artifact_bucket,
+                            prefix.rstrip("/") + "/")
+    problems += [f"{registered} version {version}: {issue}" for issue in issues]
+    return {"source": source_uri, "replica": f"s3://{regions[f['target']].artifact_bucket}/{prefix}",
+            "problems": len(issues)}
+
+
+# --- steps ----------------------------------------------------------------------------------------------------
+
+def _roles_now(ctx: RunContext) -> dict[str, dict[str, str | None]]:
+    f = ctx.facts
+    now = {}
+    for name in f["records"]:
+        sets = {r["SetIdentifier"]: r.get("Failover") for r in _b(ctx).dns.record_sets(f["zone"], name)}
+        now[name] = {f["source"]: sets.get(f["source"]), f["target"]: sets.get(f["target"])}
+    return now
+
+
+def _shifted(ctx: RunContext) -> bool:
+    f = ctx.facts
+    return all(roles[f["target"]] == "PRIMARY" and roles[f["source"]] == "SECONDARY" for roles in _roles_now(ctx).values())
+
+
+def _shift_plan(ctx: RunContext) -> Change:
+    f = ctx.facts
+    names = sorted(f["records"])
+    return Change(f"make {f['target']} PRIMARY and {f['source']} SECONDARY for {', '.join(names)} (one atomic "
+                  "Route53 change; Route53 still falls back to the source if the target fails)",
+                  {n: {f["source"]: "PRIMARY", f["target"]: "SECONDARY"} for n in names},
+                  {n: {f["source"]: "SECONDARY", f["target"]: "PRIMARY"} for n in names})
+
+
+def _shift(ctx: RunContext) -> dict[str, Any]:
+    f, dns = ctx.facts, _b(ctx).dns
+    changes = []
+    for name in f["records"]:
+        current = {r["SetIdentifier"]: r for r in dns.record_sets(f["zone"], name)}
+        for region, role in ((f["source"], "SECONDARY"), (f["target"], "PRIMARY")):
+            record = {k: v for k, v in current[region].items() if k in (
+                "Name", "Type", "SetIdentifier", "TTL", "ResourceRecords", "HealthCheckId", "AliasTarget")}
+            changes.append({"Action": "UPSERT", "ResourceRecordSet": {**record, "Failover": role}})
+    deadline = min(ctx.deadline, time.monotonic() + ctx.targets.failover.change_timeout_seconds)
+    change_id = dns.change(f["zone"], changes, f"llmops failover {f['source']} -> {f['target']} ({ctx.run_id})")
+    dns.wait_insync(change_id, deadline, ctx.targets.failover.poll_seconds)
+    return {"change_id": change_id, "records": len(changes), "at": time.time()}
+
+
+def _answers(ctx: RunContext) -> dict[str, Any]:
+    f = ctx.facts
+    found = {}
+    for name in f["records"]:
+        values, how = _b(ctx).dns.dns_answer(f["zone"], name)
+        found[name] = {"answer": values, "expected": [f["expected"][name]], "how": how}
+    return found
+
+
+def _verify_dns(ctx: RunContext) -> dict[str, Any]:
+    answers = _answers(ctx)
+    wrong = {name: a for name, a in answers.items() if a["answer"] != a["expected"]}
+    if wrong:  # retried with backoff: resolvers may lag the INSYNC change
+        raise TransientError(f"DNS does not answer with {ctx.facts['target']} yet: {json.dumps(wrong, sort_keys=True)}")
+    return {"answers": answers, "at": time.time()}
+
+
+def _pinned(ctx: RunContext) -> bool:
+    stack = stack_config.load_file(_stack_path(ctx))
+    return stack.active_region == ctx.facts["target"]
+
+
+def _pin_plan(ctx: RunContext) -> Change | None:
+    if _pinned(ctx):
+        return None
+    f = ctx.facts
+    value = None if f["target"] == f["primary"] else f["target"]
+    return Change(f"pin failover.activeRegion = {value or '(default: ' + f['primary'] + ')'} in {_stack_path(ctx).name}, "
+                  "so the next `pulumi up` keeps traffic where it is", {"activeRegion": f["source"]},
+                  {"activeRegion": value})
+
+
+def _pin(ctx: RunContext) -> dict[str, Any]:
+    from ruamel.yaml import YAML
+
+    f, path = ctx.facts, _stack_path(ctx)
+    yaml = YAML()
+    yaml.preserve_quotes, yaml.width = True, 4096
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    document = yaml.load(path.read_text())
+    failover = document["config"]["llmops:failover"]
+    if f["target"] == f["primary"]:
+        failover.pop("activeRegion", None)
+    else:
+        failover["activeRegion"] = f["target"]
+    buffer = io.StringIO()
+    yaml.dump(document, buffer)
+    scratch = Path(tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")[1])
+    try:
+        scratch.write_text(buffer.getvalue())
+        stack_config.load_file(scratch)  # still a valid stack config
+        os.replace(scratch, path)
+    finally:
+        scratch.unlink(missing_ok=True)
+    return {"file": str(path), "active_region": f["target"]}
+
+
+def signals(ctx: RunContext) -> dict[str, Any]:
+    if "records" not in ctx.facts:
+        return {}
+    try:
+        return {"dns": _answers(ctx), "readiness": ctx.facts.get("readiness")}
+    except (TransientError, PreconditionFailed, WorldChanged) as error:
+        return {"error": str(error)}
+
+
+def _region(value: str) -> str:
+    import re
+
+    if not re.fullmatch(r"[a-z]{2}(-gov)?-[a-z]+-\d", value):
+        raise ValueError("expected an AWS region name such as us-west-2")
+    return value
+
+
+FAILOVER = Runbook(
+    name="failover",
+    title="Fail over a region",
+    summary=__doc__.split("\n\n")[1].replace("\n", " "),
+    params=(
+        Param("from", "the region traffic leaves (default: where the PRIMARY records are now)", parse=_region,
+              required=False),
+        Param("to", "the region traffic moves to (default: the other region; with --failback, the stack's primary)",
+              parse=_region, required=False),
+        Param("failback", "move traffic back to the stack's primary region (the same readiness checks)",
+              parse=lambda value: True, required=False, switch=True),
+    ),
+    prepare=prepare,
+    lock_target=lambda ctx: f"dns/{ctx.facts['zone']}",
+    lock_scope="<env>/dns/<hosted zone>",
+    signals=signals,
+    connect=connect,
+    steps=(
+        Step("shift-traffic", "Swap the failover records in one atomic Route53 change: the target's become PRIMARY, "
+             "the source's SECONDARY; wait until Route53 reports the change INSYNC.",
+             plan=_shift_plan, check=_shifted, action=_shift, verify=_shifted, timeout_seconds=600),
+        Step("verify-dns", "Verify that Route53 answers each model's name with the target region's endpoint.",
+             plan=lambda ctx: Change("verify that DNS answers with the target region's endpoints"),
+             check=always_run, action=_verify_dns, verify=lambda ctx: True, timeout_seconds=300, retries=5,
+             backoff_seconds=5, needs_approval=False),
+        Step("pin-active-region", "Pin failover.activeRegion in the environment's stack file (a change to commit), so "
+             "the next `pulumi up` keeps traffic where it is.",
+             plan=_pin_plan, check=_pinned, action=_pin, verify=_pinned, timeout_seconds=60),
+    ),
+)
