@@ -53,7 +53,8 @@ case "${1:-}" in
   test)
     setup
     install_promtool
-    "$VENV/bin/python" -m pytest "${@:2}"
+    # One worker per core, a test file per worker at a time (its session fixtures start once per worker).
+    "$VENV/bin/python" -m pytest -n auto --dist loadfile "${@:2}"
     ;;
   *) echo "usage: scripts/dev.sh plan|test|setup" >&2; exit 2 ;;
 esac

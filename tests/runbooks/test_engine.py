@@ -137,6 +137,10 @@ def test_targets_come_from_the_stack_outputs(plans, tmp_path, capsys):
     assert targets.notifications.topic_arn == operations["topicArn"]
     assert targets.evidence.uri == f"s3://{operations['evidenceBucket']}"
     assert targets.pii.quarantine_bucket == operations["piiQuarantineBucket"] and targets.pii.kms_key_id == operations["keyArn"]
+    assert targets.failover.hosted_zone_id == "Z0PRODEXAMPLE0INFERENCE"
+    west = targets.failover.regions["us-west-2"]
+    assert west.kubernetes.context == "llmops-prod-usw2"
+    assert west.artifact_bucket == plans["prod"].outputs["regions"]["us-west-2"]["registry"]["artifactBucket"]
     assert targets.kubernetes.context == "llmops-prod-use1" and targets.aws.region == "us-east-1"
     capsys.readouterr()
     outputs.write_text("{}")
