@@ -381,6 +381,9 @@ class IndexConfig(_Model):
     chunk_overlap: int = Field(ge=0, le=4096)
     normalisation: Literal["none", "nfkc", "nfkc-lower"]
     top_k: int = Field(default=8, ge=1, le=100)
+    # Where its documents are (s3://bucket/prefix): the freshness CronJob compares the index with it. Not part of
+    # the fingerprint: moving the corpus does not change how the index is built.
+    corpus: str | None = Field(default=None, pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[^\s]*$")
 
     @model_validator(mode="after")
     def _overlap_smaller_than_chunk(self) -> IndexConfig:
@@ -389,12 +392,26 @@ class IndexConfig(_Model):
         return self
 
 
+class Freshness(_Model):
+    """The freshness CronJob: `llmops retrieval freshness` for every index with a corpus, on a schedule."""
+    image: PinnedImage  # this project's image (components/images/llmops.Dockerfile)
+    pushgateway: str = Field(pattern=r"^https?://[^\s]+$")
+    schedule: str = Field(default="*/15 * * * *", pattern=r"^(\S+\s+){4}\S+$")
+
+
 class Retrieval(_Model):
     image: PinnedImage  # Qdrant, the -unprivileged variant (runs as a non-root user)
     replicas: int = Field(default=1, ge=1, le=9)
     storage_gib: int = Field(default=50, ge=10, le=16384)
     snapshot_schedule: str = Field(default="0 */6 * * *", pattern=r"^(\S+\s+){4}\S+$")
     indexes: list[IndexConfig] = Field(min_length=1)
+    freshness: Freshness | None = None
+
+    @model_validator(mode="after")
+    def _freshness_has_a_corpus(self) -> Retrieval:
+        if self.freshness is not None and not any(index.corpus for index in self.indexes):
+            raise _invalid("freshness", self.freshness.schedule, "expected at least one index with a corpus to compare")
+        return self
 
 
 class Alerting(_Model):

@@ -31,6 +31,17 @@ def index_fingerprint(index: IndexConfig) -> str:
                                  normalisation=index.normalisation, top_k=index.top_k)
 
 
+def corpus_listing_statements(corpora: list[str]) -> list[dict]:
+    """List (with versions) only under each corpus prefix: freshness compares listings, it reads no document."""
+    statements = []
+    for number, uri in enumerate(sorted(set(corpora))):
+        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+        statements.append({"Sid": f"ListCorpus{number}", "Effect": "Allow",
+                           "Action": ["s3:ListBucket", "s3:ListBucketVersions"], "Resource": f"arn:aws:s3:::{bucket}",
+                           "Condition": {"StringLike": {"s3:prefix": [f"{prefix}*"]}}})
+    return statements
+
+
 def recorded_config(index: IndexConfig) -> dict:
     return {**index.model_dump(by_alias=True), "fingerprint": index_fingerprint(index)}
 
@@ -70,6 +81,16 @@ class RetrievalIndex(pulumi.ComponentResource):
             lambda a: bucket_statements(a[0], a[1], write=True, prefix="qdrant/*") + secret_statements(a[2], a[1])),
             parent=self)
 
+        late_values = {"server_role_arn": server.arn, "snapshot_role_arn": snapshots.arn, "secret_arn": secret.arn,
+                       "bucket": bucket.name, "key_arn": key.arn}
+        corpora = [index.corpus for index in cfg.indexes if index.corpus]
+        if cfg.freshness is not None and corpora:
+            freshness = service_account_role(f"{name}-qdrant-freshness", oidc_provider=args.placement.oidc_provider,
+                                             namespace=NAMESPACE, service_account=f"{NAME}-freshness", parent=self)
+            role_policy(f"{name}-qdrant-freshness", freshness, pulumi.Output.all(secret.arn, key.arn).apply(
+                lambda a: corpus_listing_statements(corpora) + secret_statements(a[0], a[1])), parent=self)
+            late_values["freshness_role_arn"] = freshness.arn
+
         self.fingerprints = {index.name: index_fingerprint(index) for index in cfg.indexes}
         spec = QdrantSpec(
             namespace=NAMESPACE, image=cfg.image, aws_cli_image=args.tools.aws_cli_image, curl_image=args.tools.curl_image,
@@ -77,9 +98,12 @@ class RetrievalIndex(pulumi.ComponentResource):
             snapshot_role_arn=late("snapshot_role_arn"), api_key_secret_arn=late("secret_arn"),
             snapshot_bucket=late("bucket"), kms_key_arn=late("key_arn"), snapshot_schedule=cfg.snapshot_schedule,
             retrieval_configs={index.name: recorded_config(index) for index in cfg.indexes},
-            client_namespaces=args.placement.client_namespaces, tags=args.placement.tags)
-        kubernetes_objects(f"{name}-retrieval", [namespace(NAMESPACE, args.placement.tags), *qdrant_objects(spec)], self, late_values={
-            "server_role_arn": server.arn, "snapshot_role_arn": snapshots.arn, "secret_arn": secret.arn,
-            "bucket": bucket.name, "key_arn": key.arn})
+            client_namespaces=args.placement.client_namespaces, tags=args.placement.tags,
+            freshness_image=cfg.freshness.image if cfg.freshness else None,
+            freshness_pushgateway=cfg.freshness.pushgateway if cfg.freshness else None,
+            freshness_schedule=cfg.freshness.schedule if cfg.freshness else "*/15 * * * *",
+            freshness_role_arn=late("freshness_role_arn") if "freshness_role_arn" in late_values else None)
+        kubernetes_objects(f"{name}-retrieval", [namespace(NAMESPACE, args.placement.tags), *qdrant_objects(spec)], self,
+                           late_values=late_values)
         self.register_outputs({"snapshotBucket": bucket.name, "apiKeySecretArn": secret.arn,
                                "fingerprints": self.fingerprints})

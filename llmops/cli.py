@@ -326,6 +326,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     from llmops.pii.cli import add_parsers as pii_parsers
 
     pii_parsers(commands)
+    from llmops.retrieval.cli import add_parsers as retrieval_parsers
+
+    retrieval_parsers(commands)
     drill = commands.add_parser("drill", help="on-call drills on real local backends").add_subparsers(
         dest="drill", required=True)
     drill.add_parser("rollback", help="a bad release is live; run the rollback runbook against local backends "

@@ -3,6 +3,7 @@
 from runbooks.engine import Runbook
 from runbooks.failover import FAILOVER
 from runbooks.pii_incident import PII_INCIDENT
+from runbooks.reindex import REINDEX
 from runbooks.rollback import ROLLBACK
 
-RUNBOOKS: dict[str, Runbook] = {runbook.name: runbook for runbook in (ROLLBACK, FAILOVER, PII_INCIDENT)}
+RUNBOOKS: dict[str, Runbook] = {runbook.name: runbook for runbook in (ROLLBACK, FAILOVER, REINDEX, PII_INCIDENT)}

@@ -104,6 +104,30 @@ class FailoverTargets(_Model):
     poll_seconds: float = Field(default=5, gt=0, le=60)
 
 
+class Embedding(_Model):
+    """Where embeddings come from for a model that is not `local:`: an OpenAI-compatible endpoint (vLLM)."""
+    url: str | None = Field(default=None, pattern=r"^https?://")
+    dimension: int | None = Field(default=None, ge=8, le=16384)
+    api_key_env: str | None = None  # the environment variable holding its API key, if it needs one
+
+
+class RetrievalTargets(_Model):
+    qdrant_url: str | None = Field(default=None, pattern=r"^https?://")
+    qdrant_path: str | None = None  # an embedded Qdrant directory (drills and tests)
+    qdrant_api_key_env: str | None = None
+    golden_dir: str  # <golden_dir>/<index>.jsonl: the golden queries, versioned with the repository
+    config_dir: str | None = None  # <config_dir>/<index>/<version>.yaml: retrieval config versions for --config
+    embedding: Embedding = Embedding()
+    keep_versions: int = Field(default=2, ge=1, le=20)  # previous versions kept for an instant rollback
+    recall_tolerance: float = Field(default=0.02, ge=0, le=1)  # how much lower recall@k a candidate may have
+
+    @model_validator(mode="after")
+    def _one_qdrant(self) -> RetrievalTargets:
+        if bool(self.qdrant_url) == bool(self.qdrant_path):
+            raise ValueError("give exactly one of qdrant_url and qdrant_path")
+        return self
+
+
 class Targets(_Model):
     environment: str
     stack_file: str
@@ -114,6 +138,7 @@ class Targets(_Model):
     prometheus: Prometheus | None = None
     pii: Pii | None = None
     failover: FailoverTargets | None = None
+    retrieval: RetrievalTargets | None = None
     lock: Lock = Lock()
     audit: Records
     evidence: Records

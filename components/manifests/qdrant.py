@@ -62,6 +62,11 @@ class QdrantSpec:
     retrieval_configs: Mapping[str, Mapping[str, Any]]  # index name -> config with its fingerprint
     client_namespaces: tuple[str, ...]
     tags: Mapping[str, str]
+    # The freshness CronJob (when configured): image, Pushgateway, schedule, its IRSA role; indexes with a corpus.
+    freshness_image: str | None = None
+    freshness_pushgateway: str | None = None
+    freshness_schedule: str = "*/15 * * * *"
+    freshness_role_arn: str | None = None
 
 
 def _aws_cli(spec: QdrantSpec, name: str, script: str, env: Mapping[str, str], mounts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -143,6 +148,35 @@ def snapshot_cronjob(spec: QdrantSpec) -> dict[str, Any]:
     }
 
 
+def freshness_cronjob(spec: QdrantSpec, index: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """`llmops retrieval freshness` on a schedule: the live index against its corpus, pushed for the index alerts."""
+    labels = standard_labels(NAME, "index-freshness", spec.tags)
+    fetch_key = _aws_cli(spec, "api-key", FETCH_API_KEY_FILE, {"API_KEY_SECRET_ARN": spec.api_key_secret_arn},
+                         [{"name": "api-key", "mountPath": "/run/qdrant"}])
+    check = {"name": "freshness", "image": spec.freshness_image,
+             "command": ["llmops", "retrieval", "freshness", "--index", index, "--corpus", config["corpus"],
+                         "--serving-fingerprint", config["fingerprint"],
+                         "--qdrant-url", f"http://{NAME}.{spec.namespace}.svc:{HTTP_PORT}",
+                         "--qdrant-api-key-file", "/run/qdrant/api-key", "--pushgateway", spec.freshness_pushgateway,
+                         "--region", spec.region],
+             "resources": resources(1, "512Mi"), "securityContext": container_security_context(),
+             "volumeMounts": [{"name": "api-key", "mountPath": "/run/qdrant", "readOnly": True},
+                              {"name": "tmp", "mountPath": "/tmp"}]}
+    return {
+        "apiVersion": "batch/v1", "kind": "CronJob",
+        "metadata": {"name": f"{NAME}-freshness-{index}", "namespace": spec.namespace, "labels": labels},
+        "spec": {"schedule": spec.freshness_schedule, "concurrencyPolicy": "Forbid", "startingDeadlineSeconds": 300,
+                 "successfulJobsHistoryLimit": 1, "failedJobsHistoryLimit": 3,
+                 "jobTemplate": {"spec": {"backoffLimit": 1, "activeDeadlineSeconds": 900, "template": {
+                     "metadata": {"labels": labels},
+                     "spec": {"serviceAccountName": f"{NAME}-freshness", "automountServiceAccountToken": False,
+                              "securityContext": pod_security_context(), "restartPolicy": "Never",
+                              "initContainers": [fetch_key], "containers": [check],
+                              "volumes": [scratch_volume("api-key", "1Mi", memory=True),
+                                          scratch_volume("tmp", "256Mi")]}}}}},
+    }
+
+
 def qdrant_objects(spec: QdrantSpec) -> list[dict[str, Any]]:
     labels = standard_labels(NAME, "retrieval-index", spec.tags)
     selector = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/component": "retrieval-index"}
@@ -164,4 +198,13 @@ def qdrant_objects(spec: QdrantSpec) -> list[dict[str, Any]]:
         ingress_only_from(NAME, spec.namespace, labels, selector, [HTTP_PORT, GRPC_PORT],
                           [spec.namespace, *spec.client_namespaces]),
         snapshot_cronjob(spec),
-    ]
+    ] + _freshness_objects(spec)
+
+
+def _freshness_objects(spec: QdrantSpec) -> list[dict[str, Any]]:
+    indexes = {name: config for name, config in spec.retrieval_configs.items() if config.get("corpus")}
+    if not spec.freshness_image or not indexes:
+        return []
+    account = service_account(f"{NAME}-freshness", spec.namespace, standard_labels(NAME, "index-freshness", spec.tags),
+                              role_arn=spec.freshness_role_arn)
+    return [account, *(freshness_cronjob(spec, name, config) for name, config in sorted(indexes.items()))]

@@ -92,7 +92,7 @@ class Step:
     # A gate: the run's approval is not enough; what this step will do (its plan, computed when it is reached)
     # must be approved on its own -- interactively, or with `--resume RUN_ID --approve GATE_HASH`. `--yes`
     # never opens a gate.
-    gate: bool = False
+    gate: bool | Callable[[RunContext], bool] = False
 
 
 def always_run(ctx: RunContext) -> bool:

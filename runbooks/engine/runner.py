@@ -214,7 +214,8 @@ class Run:
                                    "someone changed it since. Nothing more was done.")
             return {"step": step.name, "outcome": "done-earlier"}
         change = step.plan(self.ctx)
-        if step.gate and change is not None and not step.check(self.ctx):
+        gated = step.gate(self.ctx) if callable(step.gate) else step.gate
+        if gated and change is not None and not step.check(self.ctx):
             self._open_gate(step, change)
         self.journal.append("step_started", step=step.name)
         _crash_point(step.name, "start")

@@ -1,0 +1,394 @@
+"""Rebuild a retrieval index beside the live one, prove it, flip the alias, keep the old one for rollback.
+
+The corpus under `--corpus s3://bucket/prefix` is snapshotted (every object's key, version id and
+ETag, recorded in the evidence); each document is normalised, chunked and embedded with the index's
+retrieval config (the stack's, or `--config VERSION`) into a new Qdrant collection version whose
+metadata records the config, its fingerprint and the snapshot id. The candidate must then reach
+recall@k on the golden queries of at least the live version's minus the tolerance, index every
+corpus document, and have the fingerprint the serving config uses; its results are shown for a
+second approval before the alias moves, atomically. The previous versions are kept (the newest N)
+and older ones deleted; freshness metrics go to the Pushgateway. `--rollback` moves the alias back to
+the previous version in one step.
+
+Backends (S3, Qdrant, the embedding endpoint) are reached through llmops.retrieval and boto3 clients
+made in `connect`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components import config as stack_config
+from components.retrieval_index import index_fingerprint, recorded_config
+from llmops.pii.sources import SourceError, parse_s3_uri
+from llmops.retrieval.build import SnapshotEntry, build, load_golden, recall_at_k
+from llmops.retrieval.embed import embedder_for
+from llmops.retrieval.freshness import freshness, push
+from llmops.retrieval.store import IndexStore, version_name, version_number
+from runbooks.engine import (
+    Change,
+    InputError,
+    Param,
+    PreconditionFailed,
+    Runbook,
+    RunContext,
+    Step,
+    StepFailed,
+    WorldChanged,
+    always_run,
+)
+from runbooks.targets import require
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Backends:
+    store: IndexStore
+    s3: Any
+
+
+def connect(targets: Any) -> Backends:
+    import os
+
+    from runbooks.adapters.aws import client
+
+    require(targets, "reindex", "retrieval")
+    r = targets.retrieval
+    api_key = os.environ.get(r.qdrant_api_key_env) if r.qdrant_api_key_env else None
+    return Backends(store=IndexStore(url=r.qdrant_url, path=r.qdrant_path and str(Path(r.qdrant_path).expanduser()),
+                                     api_key=api_key),
+                    s3=client("s3", region=targets.aws.region, endpoint_url=targets.aws.endpoint_url))
+
+
+def _b(ctx: RunContext) -> Backends:
+    return ctx.backends
+
+
+# --- prepare --------------------------------------------------------------------------------------------------
+
+def _build_config(ctx: RunContext, serving: Any) -> dict[str, Any]:
+    version = ctx.params.get("config")
+    if not version:
+        return recorded_config(serving)
+    directory = ctx.targets.retrieval.config_dir
+    if not directory:
+        raise InputError(f"--config {version}: the targets file names no retrieval.config_dir")
+    path = Path(directory).expanduser() / serving.name / f"{version}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
+        raise InputError(f"--config {version}: no {path}; versions: {', '.join(known) or 'none'}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+        candidate = stack_config.IndexConfig.model_validate({**data, "name": serving.name})
+    except (yaml.YAMLError, ValueError) as error:
+        raise InputError(f"{path}: not a valid retrieval config: {error}") from None
+    return {**recorded_config(candidate), "version": version}
+
+
+def prepare(ctx: RunContext) -> None:
+    p = ctx.params
+    try:
+        stack = stack_config.load_file(ctx.targets.stack_path(PROJECT_ROOT))
+    except stack_config.ConfigError as error:
+        raise InputError(str(error)) from None
+    indexes = {i.name: i for i in stack.retrieval.indexes}
+    if p["index"] not in indexes:
+        raise InputError(f"--index {p['index']!r}: no such index in {ctx.environment}; indexes: {', '.join(indexes)}")
+    serving = indexes[p["index"]]
+    store, index = _b(ctx).store, p["index"]
+    versions, live = store.versions(index), store.live(index)
+    facts: dict[str, Any] = {"index": index, "live": live, "serving_fingerprint": index_fingerprint(serving),
+                             "mode": "rollback" if p.get("rollback") else "rebuild"}
+    if p.get("rollback"):
+        current = version_number(index, live) if live else None
+        older = [n for n, name in versions.items() if current is not None and n < current
+                 and store.metadata(name).get("complete")]
+        if not older:
+            raise InputError(f"--rollback: {index} has no complete version older than {live or 'nothing'} to go back to")
+        facts["target"] = versions[max(older)]
+        facts["target_fingerprint"] = store.metadata(facts["target"]).get("fingerprint")
+    else:
+        bucket, prefix = parse_s3_uri(p["corpus"])
+        config = _build_config(ctx, serving)
+        embedder = _embedder(ctx, config)
+        golden = _golden(ctx, index)
+        facts.update({"bucket": bucket, "prefix": prefix, "config": config, "target": version_name(
+            index, max(versions, default=0) + 1), "golden_queries": len(golden), "dimension": embedder.dimension})
+    ctx.facts.update(facts)
+
+
+def _embedder(ctx: RunContext, config: dict[str, Any]) -> Any:
+    e = ctx.targets.retrieval.embedding
+    try:
+        return embedder_for(config["embeddingModel"], url=e.url, dimension=e.dimension, api_key_env=e.api_key_env)
+    except ValueError as error:
+        raise InputError(f"stacks/targets/{ctx.environment}.yaml: retrieval.embedding: {error}") from None
+
+
+def _golden(ctx: RunContext, index: str) -> list[dict[str, Any]]:
+    path = Path(ctx.targets.retrieval.golden_dir).expanduser() / f"{index}.jsonl"
+    if not path.is_file():
+        raise InputError(f"no golden queries for {index}: {path} is missing (JSON lines of query and expected keys)")
+    try:
+        return load_golden(path.read_text().splitlines(), str(path))
+    except ValueError as error:
+        raise InputError(str(error)) from None
+
+
+def _rebuild(ctx: RunContext) -> bool:
+    return ctx.facts["mode"] == "rebuild"
+
+
+# --- 1. snapshot -------------------------------------------------------------------------------------------------
+
+def _snapshot(ctx: RunContext) -> dict[str, Any]:
+    from llmops.retrieval.build import s3_snapshot, snapshot_id
+
+    f = ctx.facts
+    entries = s3_snapshot(_b(ctx).s3, f["bucket"], f["prefix"])
+    if not entries:
+        raise StepFailed(f"s3://{f['bucket']}/{f['prefix']} holds no documents; nothing to index")
+    return {"snapshot_id": snapshot_id(entries), "objects": len(entries), "at": time.time(),
+            "entries": [[e.key, e.version_id, e.etag, e.modified] for e in entries]}
+
+
+def _entries(ctx: RunContext) -> list[SnapshotEntry]:
+    return [SnapshotEntry(*row) for row in ctx.outputs["snapshot-corpus"]["entries"]]
+
+
+# --- 2. build --------------------------------------------------------------------------------------------------
+
+def _built(ctx: RunContext) -> bool:
+    f, store = ctx.facts, _b(ctx).store
+    if f["target"] not in store.versions(f["index"]).values():
+        return False
+    meta = store.metadata(f["target"])
+    snapshot = (ctx.outputs.get("snapshot-corpus") or {}).get("snapshot_id")
+    return bool(meta.get("complete")) and meta.get("snapshot_id") == snapshot and meta.get("run_id") == ctx.run_id
+
+
+def _build(ctx: RunContext) -> dict[str, Any]:
+    f, b = ctx.facts, _b(ctx)
+    snapshot = ctx.outputs["snapshot-corpus"]
+    metadata = {"index": f["index"], "fingerprint": f["config"]["fingerprint"], "config": f["config"],
+                "snapshot_id": snapshot["snapshot_id"], "snapshot_at": snapshot["at"],
+                "corpus": f"s3://{f['bucket']}/{f['prefix']}", "run_id": ctx.run_id, "complete": False}
+    if f["target"] in b.store.versions(f["index"]).values():
+        found = b.store.metadata(f["target"])
+        if found.get("run_id") != ctx.run_id:
+            raise WorldChanged(f"{f['target']} exists and was not created by this run ({found.get('run_id')}); re-plan")
+    else:
+        b.store.create(f["target"], f["dimension"], metadata)  # a crash after this: the same collection is refilled
+    embedder = _embedder(ctx, f["config"])
+
+    def documents() -> Any:
+        for entry in _entries(ctx):
+            body = b.s3.get_object(Bucket=f["bucket"], Key=entry.key, VersionId=entry.version_id) if entry.version_id \
+                else b.s3.get_object(Bucket=f["bucket"], Key=entry.key)
+            yield entry, body["Body"].read().decode("utf-8", "replace")
+
+    last = [0.0]
+
+    def progress(built: Any) -> None:
+        if time.monotonic() - last[0] > 10:
+            last[0] = time.monotonic()
+            ctx.progress(f"  build-candidate: {built.documents} documents, {built.chunks} chunks")
+
+    built = build(b.store, f["target"], documents(), f["config"], embedder, progress)
+    b.store.update_metadata(f["target"], {**metadata, "complete": True, "documents": built.documents,
+                                          "chunks": built.chunks, "built_at": time.time()})
+    return {"collection": f["target"], "documents": built.documents, "chunks": built.chunks,
+            "seconds": round(built.seconds, 3), "at": time.time()}
+
+
+# --- 3. validate -----------------------------------------------------------------------------------------------------
+
+def _validate(ctx: RunContext) -> dict[str, Any]:
+    f, store = ctx.facts, _b(ctx).store
+    findings = []
+    target_fingerprint = store.metadata(f["target"]).get("fingerprint")
+    if target_fingerprint != f["serving_fingerprint"]:
+        findings.append(f"config mismatch: {f['target']} was built with fingerprint {target_fingerprint}, serving "
+                        f"queries with {f['serving_fingerprint']}; change the stack's retrieval config (and deploy) first")
+    result: dict[str, Any] = {"target_fingerprint": target_fingerprint, "serving_fingerprint": f["serving_fingerprint"]}
+    if _rebuild(ctx):
+        golden = _golden(ctx, f["index"])
+        embedder = _embedder(ctx, f["config"])
+        candidate = recall_at_k(store, f["target"], golden, f["config"], embedder)
+        live_recall = None
+        if f["live"]:
+            live_config = store.metadata(f["live"]).get("config") or f["config"]
+            live_embedder = _embedder(ctx, live_config)
+            live_recall = recall_at_k(store, f["live"], golden, live_config, live_embedder)
+        tolerance = ctx.targets.retrieval.recall_tolerance
+        if live_recall is not None and candidate < live_recall - tolerance:
+            findings.append(f"recall@{f['config']['topK']} on {len(golden)} golden queries: candidate {candidate} < live "
+                            f"{live_recall} - tolerance {tolerance}")
+        indexed = {doc for doc, _ in store.documents(f["target"])}
+        wanted = {e.key for e in _entries(ctx)}
+        missing = sorted(wanted - indexed)
+        if missing:
+            findings.append(f"{len(missing)} corpus document(s) not indexed, e.g. {', '.join(missing[:3])}")
+        result.update({"recall_candidate": candidate, "recall_live": live_recall, "golden_queries": len(golden),
+                       "documents_indexed": len(indexed), "documents_in_corpus": len(wanted)})
+    if findings:
+        raise StepFailed(f"{f['target']} is not fit to serve; the alias stays on {f['live']}: " + "; ".join(findings))
+    ctx.facts["validation"] = result
+    return {**result, "at": time.time()}
+
+
+# --- 4. flip, 5. retire, 6. freshness ----------------------------------------------------------------------------------
+
+def _flipped(ctx: RunContext) -> bool:
+    return _b(ctx).store.live(ctx.facts["index"]) == ctx.facts["target"]
+
+
+def _flip_plan(ctx: RunContext) -> Change:
+    f = ctx.facts
+    validation = (ctx.outputs.get("validate") or {})
+    detail = ""
+    if validation.get("recall_candidate") is not None:
+        detail = (f" (recall@{f['config']['topK']} {validation.get('recall_live')} -> {validation['recall_candidate']} "
+                  f"on {validation['golden_queries']} golden queries)")
+    return Change(f"point alias {f['index']} at {f['target']} instead of {f['live'] or 'nothing'} in one operation{detail}",
+                  {"alias": f["index"], "collection": f["live"]}, {"alias": f["index"], "collection": f["target"]})
+
+
+def _flip(ctx: RunContext) -> dict[str, Any]:
+    f = ctx.facts
+    store = _b(ctx).store
+    now = store.live(f["index"])
+    if now not in (f["live"], f["target"]):
+        raise WorldChanged(f"alias {f['index']} points at {now}, not {f['live']} as planned; re-plan")
+    store.flip(f["index"], f["target"])
+    return {"alias": f["index"], "from": f["live"], "to": f["target"], "at": time.time()}
+
+
+def _to_retire(ctx: RunContext) -> list[str]:
+    f, store = ctx.facts, _b(ctx).store
+    versions = store.versions(f["index"])
+    live = store.live(f["index"])
+    keep_after = ctx.targets.retrieval.keep_versions
+    older = sorted((n for n, name in versions.items() if name != live and name != f["target"]), reverse=True)
+    return [versions[n] for n in older[keep_after:]]
+
+
+def _retire_plan(ctx: RunContext) -> Change | None:
+    if not _rebuild(ctx):
+        return None
+    return Change(f"keep the newest {ctx.targets.retrieval.keep_versions} previous version(s) of {ctx.facts['index']} "
+                  "for rollback; delete older ones")
+
+
+def _retire(ctx: RunContext) -> dict[str, Any]:
+    gone = _to_retire(ctx)
+    for collection in gone:
+        _b(ctx).store.delete(collection)
+    return {"deleted": gone, "at": time.time()}
+
+
+def _export(ctx: RunContext) -> dict[str, Any]:
+    from llmops.retrieval.build import s3_snapshot
+
+    f, b = ctx.facts, _b(ctx)
+    live = b.store.live(f["index"])
+    meta = b.store.metadata(live)
+    corpus = meta.get("corpus") or f"s3://{f.get('bucket')}/{f.get('prefix')}"
+    bucket, prefix = parse_s3_uri(corpus)
+    metrics = freshness(b.store, live, s3_snapshot(b.s3, bucket, prefix), f["serving_fingerprint"])
+    if ctx.targets.pushgateway:
+        push(ctx.targets.pushgateway, f["index"], metrics)
+    return {"collection": live, **metrics, "pushed_to": ctx.targets.pushgateway, "at": time.time()}
+
+
+def _corpus(value: str) -> str:
+    try:
+        bucket, prefix = parse_s3_uri(value)
+    except SourceError as error:
+        raise ValueError(str(error)) from None
+    return f"s3://{bucket}/{prefix}"
+
+
+def _version(value: str) -> str:
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", value):
+        raise ValueError("expected a config version name such as v3 (letters, digits, '.', '_', '-')")
+    return value
+
+
+def signals(ctx: RunContext) -> dict[str, Any]:
+    if "index" not in ctx.facts:
+        return {}
+    try:
+        store = _b(ctx).store
+        live = store.live(ctx.facts["index"])
+        return {"live": live, "versions": list(store.versions(ctx.facts["index"]).values()),
+                "live_fingerprint": store.metadata(live).get("fingerprint") if live else None}
+    except Exception as error:  # noqa: BLE001 - signals are for the record; a read failure must not stop the run
+        return {"error": str(error)}
+
+
+REINDEX = Runbook(
+    name="reindex",
+    title="Rebuild the retrieval index",
+    summary=__doc__.split("\n\n")[1].replace("\n", " "),
+    params=(
+        Param("index", "the index, as named in the stack's retrieval.indexes (e.g. docs)"),
+        Param("corpus", "the documents: s3://bucket/prefix (every object one document, UTF-8 text)", parse=_corpus,
+              required=False),
+        Param("config", "a retrieval config version from the targets' retrieval.config_dir (default: the stack's)",
+              parse=_version, required=False),
+        Param("rollback", "point the alias back at the previous complete version", parse=lambda value: True,
+              required=False, switch=True),
+    ),
+    prepare=lambda ctx: _prepare_checked(ctx),
+    lock_target=lambda ctx: f"retrieval/{ctx.params['index']}",
+    lock_scope="<env>/retrieval/<index>",
+    signals=signals,
+    connect=connect,
+    steps=(
+        Step("snapshot-corpus", "Record every corpus object's key, version id and ETag (the snapshot the version is "
+             "built from; in the evidence).",
+             plan=lambda ctx: Change(f"snapshot s3://{ctx.facts['bucket']}/{ctx.facts['prefix']}") if _rebuild(ctx) else None,
+             check=lambda ctx: not _rebuild(ctx) or "snapshot-corpus" in ctx.outputs, action=_snapshot,
+             verify=lambda ctx: True, timeout_seconds=600, needs_approval=False),
+        Step("build-candidate", "Normalise, chunk and embed every document into a new collection version whose "
+             "metadata records the config, fingerprint and snapshot id.",
+             plan=lambda ctx: Change(f"build {ctx.facts['target']} with config {ctx.facts['config']['fingerprint']}")
+             if _rebuild(ctx) else None,
+             check=lambda ctx: not _rebuild(ctx) or _built(ctx), action=_build,
+             verify=lambda ctx: not _rebuild(ctx) or _built(ctx), timeout_seconds=7200, retries=1),
+        Step("validate", "Golden queries: recall@k at least the live version's minus the tolerance; every corpus "
+             "document indexed; the fingerprint serving uses.",
+             plan=lambda ctx: Change(f"validate {ctx.facts['target']} against {ctx.facts['live'] or 'nothing'}"),
+             check=always_run, action=_validate, verify=lambda ctx: True, timeout_seconds=1800, retries=0,
+             needs_approval=False),
+        Step("flip-alias", "Point the alias at the new version in one operation (after a second approval of the "
+             "validation results; with --rollback, straight back to the previous version).",
+             plan=_flip_plan, check=_flipped, action=_flip, verify=_flipped, timeout_seconds=60,
+             gate=_rebuild),
+        Step("retire-old-versions", "Keep the newest previous versions for rollback; delete older ones.",
+             plan=_retire_plan, check=lambda ctx: not _rebuild(ctx) or not _to_retire(ctx), action=_retire,
+             verify=lambda ctx: not _rebuild(ctx) or not _to_retire(ctx), timeout_seconds=600),
+        Step("export-freshness", "Compute the freshness metrics of the live version (age, corpus objects newer, "
+             "stale share, config mismatch) and push them to the Pushgateway.",
+             plan=lambda ctx: Change("export freshness metrics"), check=always_run, action=_export,
+             verify=lambda ctx: True, timeout_seconds=600, needs_approval=False),
+    ),
+)
+
+
+def _prepare_checked(ctx: RunContext) -> None:
+    if not ctx.params.get("rollback") and not ctx.params.get("corpus"):
+        raise InputError("--corpus s3://bucket/prefix is required (except with --rollback)")
+    try:
+        prepare(ctx)
+    except (OSError, RuntimeError) as error:  # Qdrant or S3 unreachable before anything changed
+        raise PreconditionFailed(f"{error}; nothing was changed") from None
