@@ -211,6 +211,10 @@ def targets_from_outputs(environment: str, outputs: dict[str, Any], *, stack_fil
                    "artifact_bucket": r["registry"]["artifactBucket"], "snapshot_bucket": r.get("snapshotBucket"),
                    "registry": {"tracking_uri": r["registry"]["trackingUri"]}}
             for name, r in outputs["regions"].items()}}
+    # In-cluster address; from a workstation, port-forward it and override. Golden queries and config versions are
+    # versioned with the repository, one file per index.
+    document["retrieval"] = {"qdrant_url": "http://qdrant.retrieval.svc:6333", "qdrant_api_key_env": "QDRANT_API_KEY",
+                             "golden_dir": "stacks/retrieval/golden", "config_dir": "stacks/retrieval/configs"}
     if operations.get("piiQuarantineBucket"):
         # Add data_protection_topic_arn: the data-protection contact's topic is the organisation's, not the stack's.
         document["pii"] = {"quarantine_bucket": operations["piiQuarantineBucket"], "kms_key_id": operations["keyArn"]}

@@ -138,6 +138,7 @@ def test_targets_come_from_the_stack_outputs(plans, tmp_path, capsys):
     assert targets.evidence.uri == f"s3://{operations['evidenceBucket']}"
     assert targets.pii.quarantine_bucket == operations["piiQuarantineBucket"] and targets.pii.kms_key_id == operations["keyArn"]
     assert targets.failover.hosted_zone_id == "Z0PRODEXAMPLE0INFERENCE"
+    assert targets.retrieval.qdrant_url == "http://qdrant.retrieval.svc:6333" and targets.retrieval.keep_versions == 2
     west = targets.failover.regions["us-west-2"]
     assert west.kubernetes.context == "llmops-prod-usw2"
     assert west.artifact_bucket == plans["prod"].outputs["regions"]["us-west-2"]["registry"]["artifactBucket"]
