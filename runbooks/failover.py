@@ -39,6 +39,7 @@ from runbooks.engine import (
     WorldChanged,
     always_run,
 )
+from runbooks.params import aws_region, switch
 from runbooks.targets import require
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -331,25 +332,17 @@ def signals(ctx: RunContext) -> dict[str, Any]:
         return {"error": str(error)}
 
 
-def _region(value: str) -> str:
-    import re
-
-    if not re.fullmatch(r"[a-z]{2}(-gov)?-[a-z]+-\d", value):
-        raise ValueError("expected an AWS region name such as us-west-2")
-    return value
-
-
 FAILOVER = Runbook(
     name="failover",
     title="Fail over a region",
     summary=__doc__.split("\n\n")[1].replace("\n", " "),
     params=(
-        Param("from", "the region traffic leaves (default: where the PRIMARY records are now)", parse=_region,
+        Param("from", "the region traffic leaves (default: where the PRIMARY records are now)", parse=aws_region,
               required=False),
         Param("to", "the region traffic moves to (default: the other region; with --failback, the stack's primary)",
-              parse=_region, required=False),
+              parse=aws_region, required=False),
         Param("failback", "move traffic back to the stack's primary region (the same readiness checks)",
-              parse=lambda value: True, required=False, switch=True),
+              parse=switch, required=False, switch=True),
     ),
     prepare=prepare,
     lock_target=lambda ctx: f"dns/{ctx.facts['zone']}",

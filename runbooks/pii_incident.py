@@ -26,7 +26,7 @@ from typing import IO, Any
 from llmops.pii.detectors import detect
 from llmops.pii.redact import redact_stream
 from llmops.pii.scanner import open_binary
-from llmops.pii.sources import SourceError, parse_s3_uri, scan_sources
+from llmops.pii.sources import parse_s3_uri, scan_sources
 from runbooks.engine import (
     Change,
     InputError,
@@ -40,6 +40,7 @@ from runbooks.engine import (
 )
 from runbooks.engine.records import operator
 from runbooks.engine.runner import crash_point
+from runbooks.params import identifier, instant, s3_prefix
 from runbooks.targets import require
 
 REDACTED_FROM, INCIDENT_META = "llmops-redacted-from", "llmops-incident"
@@ -64,32 +65,6 @@ def connect(targets: Any) -> Backends:
 
 
 # --- parameters -------------------------------------------------------------------------------------------
-
-def _incident(value: str) -> str:
-    import re
-
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", value):
-        raise ValueError("expected an incident id of letters, digits, '.', '_' or '-' (at most 64), e.g. INC-2041")
-    return value
-
-
-def _source(value: str) -> str:
-    try:
-        bucket, prefix = parse_s3_uri(value)
-    except SourceError as error:
-        raise ValueError(str(error)) from None
-    return f"s3://{bucket}/{prefix}"
-
-
-def _instant(value: str) -> float:
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError("expected an ISO 8601 time such as 2026-11-22T03:00:00Z") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.timestamp()
-
 
 # --- prepare: what is in scope ----------------------------------------------------------------------------
 
@@ -501,12 +476,12 @@ PII_INCIDENT = Runbook(
     title="Contain personal data found in logs",
     summary=__doc__.split("\n\n")[1].replace("\n", " "),
     params=(
-        Param("incident", "the incident id, e.g. INC-2041 (names the record and the quarantine prefix)", parse=_incident),
-        Param("source", "where the data was found: s3://bucket/prefix", parse=_source),
-        Param("since", "only objects written at or after this time (ISO 8601; default: all)", parse=_instant,
+        Param("incident", "the incident id, e.g. INC-2041 (names the record and the quarantine prefix)", parse=identifier("an incident id", "INC-2041")),
+        Param("source", "where the data was found: s3://bucket/prefix", parse=s3_prefix),
+        Param("since", "only objects written at or after this time (ISO 8601; default: all)", parse=instant,
               required=False),
         Param("until", "only objects written at or before this time (ISO 8601; default: when first planned)",
-              parse=_instant, required=False),
+              parse=instant, required=False),
     ),
     prepare=prepare,
     lock_target=lambda ctx: f"pii/{ctx.facts['bucket']}/{ctx.facts['prefix']}",

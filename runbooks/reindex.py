@@ -25,7 +25,7 @@ import yaml
 
 from components import config as stack_config
 from components.retrieval_index import index_fingerprint, recorded_config
-from llmops.pii.sources import SourceError, parse_s3_uri
+from llmops.pii.sources import parse_s3_uri
 from llmops.retrieval.build import SnapshotEntry, build, load_golden, recall_at_k
 from llmops.retrieval.embed import embedder_for
 from llmops.retrieval.freshness import freshness, push
@@ -42,6 +42,7 @@ from runbooks.engine import (
     WorldChanged,
     always_run,
 )
+from runbooks.params import identifier, s3_prefix, switch
 from runbooks.targets import require
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -307,22 +308,6 @@ def _export(ctx: RunContext) -> dict[str, Any]:
     return {"collection": live, **metrics, "pushed_to": ctx.targets.pushgateway, "at": time.time()}
 
 
-def _corpus(value: str) -> str:
-    try:
-        bucket, prefix = parse_s3_uri(value)
-    except SourceError as error:
-        raise ValueError(str(error)) from None
-    return f"s3://{bucket}/{prefix}"
-
-
-def _version(value: str) -> str:
-    import re
-
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", value):
-        raise ValueError("expected a config version name such as v3 (letters, digits, '.', '_', '-')")
-    return value
-
-
 def signals(ctx: RunContext) -> dict[str, Any]:
     if "index" not in ctx.facts:
         return {}
@@ -341,11 +326,11 @@ REINDEX = Runbook(
     summary=__doc__.split("\n\n")[1].replace("\n", " "),
     params=(
         Param("index", "the index, as named in the stack's retrieval.indexes (e.g. docs)"),
-        Param("corpus", "the documents: s3://bucket/prefix (every object one document, UTF-8 text)", parse=_corpus,
+        Param("corpus", "the documents: s3://bucket/prefix (every object one document, UTF-8 text)", parse=s3_prefix,
               required=False),
         Param("config", "a retrieval config version from the targets' retrieval.config_dir (default: the stack's)",
-              parse=_version, required=False),
-        Param("rollback", "point the alias back at the previous complete version", parse=lambda value: True,
+              parse=identifier("a config version name", "v3"), required=False),
+        Param("rollback", "point the alias back at the previous complete version", parse=switch,
               required=False, switch=True),
     ),
     prepare=lambda ctx: _prepare_checked(ctx),

@@ -7,10 +7,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
-import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -19,6 +15,8 @@ import boto3
 import yaml
 
 from components.manifests.vllm import RELEASE_ANNOTATION
+
+from tests.runbooks.world import RunbookWorld
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = "prod-drill"
@@ -58,7 +56,9 @@ def registry_store(directory: Path, primary_bucket: str) -> str:
     return uri
 
 
-class FailoverWorld:
+class FailoverWorld(RunbookWorld):
+    runbook, env = "failover", ENV
+
     def __init__(self, endpoint: str, workdir: Path, clusters: dict[str, Any], registry_uri: str,
                  deployments: dict[str, dict[str, dict[str, Any]]], buckets: dict[str, str]) -> None:
         self.endpoint, self.workdir, self.clusters = endpoint, workdir, clusters
@@ -160,14 +160,6 @@ class FailoverWorld:
 
     # --- running and looking ----------------------------------------------------------------------------------
 
-    def cli(self, *args: str, crash_at: str | None = None) -> subprocess.CompletedProcess:
-        env = {**os.environ, **self.environment()}
-        env.pop("LLMOPS_CRASH_AT", None)
-        if crash_at:
-            env["LLMOPS_CRASH_AT"] = crash_at
-        return subprocess.run([sys.executable, "-m", "llmops.cli", "runbook", "run", "failover", "--env", ENV, *args],
-                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
-
     def roles(self) -> dict[str, dict[str, str]]:
         found: dict[str, dict[str, str]] = {}
         for record in self.route53.list_resource_record_sets(HostedZoneId=self.zone)["ResourceRecordSets"]:
@@ -178,16 +170,6 @@ class FailoverWorld:
     def records(self) -> list[dict[str, Any]]:
         return [r for r in self.route53.list_resource_record_sets(HostedZoneId=self.zone)["ResourceRecordSets"]
                 if r["Type"] == "CNAME"]
-
-    def run_ids(self) -> list[str]:
-        return sorted(p.parent.name for p in (self.workdir / "state").glob("*/journal.jsonl"))
-
-    def journal(self, run_id: str) -> list[dict[str, Any]]:
-        path = self.workdir / "state" / run_id / "journal.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-    def evidence(self, run_id: str) -> dict[str, Any]:
-        return json.loads((self.workdir / "evidence" / "evidence" / f"{run_id}.json").read_text())
 
     def active_region(self) -> str | None:
         document = yaml.safe_load(self.stack_file.read_text())

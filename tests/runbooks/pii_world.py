@@ -7,9 +7,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -19,6 +16,8 @@ import yaml
 
 from llmops.pii.corpus import generate
 from llmops.pii.detectors import detect
+
+from tests.runbooks.world import RunbookWorld
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = "incident"
@@ -31,7 +30,9 @@ def jsonl(lines: int, seed: int, density: float) -> bytes:
     return "".join(text + "\n" for text, _ in generate(lines, seed=seed, density=density, prose=1)).encode()
 
 
-class PiiWorld:
+class PiiWorld(RunbookWorld):
+    runbook, env = "pii-incident", ENV
+
     def __init__(self, endpoint: str, workdir: Path) -> None:
         self.endpoint, self.workdir = endpoint, workdir
         suffix = uuid.uuid4().hex[:8]
@@ -97,26 +98,6 @@ class PiiWorld:
                                           "users/jane.doe@example.com/session.jsonl")}
 
     # --- running it as on-call does -------------------------------------------------------------------------
-
-    def cli(self, *args: str, crash_at: str | None = None) -> subprocess.CompletedProcess:
-        env = {**os.environ, **self.environment()}
-        env.pop("LLMOPS_CRASH_AT", None)
-        if crash_at:
-            env["LLMOPS_CRASH_AT"] = crash_at
-        return subprocess.run([sys.executable, "-m", "llmops.cli", "runbook", "run", "pii-incident", "--env", ENV, *args],
-                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
-
-    def run_ids(self) -> list[str]:
-        state = self.workdir / "state"
-        return sorted(p.parent.name for p in state.glob("*/journal.jsonl"))
-
-    def journal(self, run_id: str) -> list[dict[str, Any]]:
-        path = self.workdir / "state" / run_id / "journal.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-    def gate_hash(self, run_id: str) -> str | None:
-        waits = [e for e in self.journal(run_id) if e["event"] == "awaiting_approval"]
-        return waits[-1]["gate_hash"] if waits else None
 
     # --- what is there now ----------------------------------------------------------------------------------
 

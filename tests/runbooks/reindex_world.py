@@ -4,9 +4,7 @@ with the docs index on the local embedder: what the reindex runbook needs, for t
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,13 +14,17 @@ import yaml
 
 from llmops.retrieval.corpus import documents, golden
 
+from tests.runbooks.world import RunbookWorld
+
 ROOT = Path(__file__).resolve().parents[2]
 ENV = "retrieval-drill"
 INDEX = "docs"
 LOCAL_MODEL = "local:hashing-1024"
 
 
-class ReindexWorld:
+class ReindexWorld(RunbookWorld):
+    runbook, env = "reindex", ENV
+
     def __init__(self, endpoint: str, workdir: Path, documents_count: int = 120) -> None:
         self.endpoint, self.workdir, self.count = endpoint, workdir, documents_count
         self.bucket = f"corpus-{uuid.uuid4().hex[:8]}"
@@ -67,14 +69,6 @@ class ReindexWorld:
         return {"LLMOPS_TARGETS_DIR": str(self.targets_dir), "AWS_ACCESS_KEY_ID": "testing",
                 "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1", "LLMOPS_OPERATOR": "oncall@test"}
 
-    def cli(self, *args: str, crash_at: str | None = None) -> subprocess.CompletedProcess:
-        env = {**os.environ, **self.environment()}
-        env.pop("LLMOPS_CRASH_AT", None)
-        if crash_at:
-            env["LLMOPS_CRASH_AT"] = crash_at
-        return subprocess.run([sys.executable, "-m", "llmops.cli", "runbook", "run", "reindex", "--env", ENV, *args],
-                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-
     def reindex(self, *args: str, crash_at: str | None = None) -> subprocess.CompletedProcess:
         """A full rebuild: run, then approve the flip it pauses at."""
         first = self.cli("--index", INDEX, "--corpus", self.corpus, "--yes", *args, crash_at=crash_at)
@@ -82,20 +76,6 @@ class ReindexWorld:
             return first
         run_id = self.run_ids()[-1]
         return self.cli("--resume", run_id, "--approve", self.gate_hash(run_id))
-
-    def run_ids(self) -> list[str]:
-        return sorted(p.parent.name for p in (self.workdir / "state").glob("*/journal.jsonl"))
-
-    def journal(self, run_id: str) -> list[dict[str, Any]]:
-        path = self.workdir / "state" / run_id / "journal.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-    def gate_hash(self, run_id: str) -> str | None:
-        waits = [e for e in self.journal(run_id) if e["event"] == "awaiting_approval"]
-        return waits[-1]["gate_hash"] if waits else None
-
-    def evidence(self, run_id: str) -> dict[str, Any]:
-        return json.loads((self.workdir / "evidence" / "evidence" / f"{run_id}.json").read_text())
 
     def state(self) -> dict[str, Any]:
         """Collections, the alias and metadata, read with the store closed again (one process at a time)."""
