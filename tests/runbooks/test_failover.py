@@ -32,7 +32,7 @@ def failover_backends(plans, tmp_path_factory):
     buckets = bucket_names(uuid.uuid4().hex[:8])
     registry = registry_store(tmp_path_factory.mktemp("registry"), buckets["us-east-1"])
     yield clusters, registry, prod_deployments(plans["prod"]), buckets
-    for cluster in clusters.values():
+    for cluster in reversed(list(clusters.values())):  # kmock stacks DNS interceptors: unwind last-in, first-out
         cluster.stop()
 
 
