@@ -59,3 +59,15 @@ def release_parts(*, registered_model: str, model_version: str, image: str, serv
     return ReleaseParts(registered_model=registered_model, model_version=model_version, image_digest=image_digest(image),
                         serving_args=tuple(serving_args), prompt_version=prompt_version, feature_view=feature_view,
                         retrieval_fingerprint=retrieval_fingerprint)
+
+
+def index_fingerprint(index: Any) -> str:
+    """The fingerprint of an index's retrieval config (a components.config.IndexConfig)."""
+    return retrieval_fingerprint(embedding_model=index.embedding_model, chunker=index.chunker,
+                                 chunk_size=index.chunk_size, chunk_overlap=index.chunk_overlap,
+                                 normalisation=index.normalisation, top_k=index.top_k)
+
+
+def recorded_config(index: Any) -> dict:
+    """The config as recorded beside the index (ConfigMap, collection metadata), with its fingerprint."""
+    return {**index.model_dump(by_alias=True), "fingerprint": index_fingerprint(index)}

@@ -12,23 +12,17 @@ from dataclasses import dataclass
 import pulumi
 
 from components.bucket import SecureBucket, SecureBucketArgs
-from components.config import IndexConfig, Retrieval, Tools
+from components.config import Retrieval, Tools
 from components.identity import bucket_statements, role_policy, secret_statements, service_account_role
 from components.keys import generated_secret, rotating_key
 from components.kubernetes import kubernetes_objects, late
 from components.manifests.qdrant import NAME, QdrantSpec, qdrant_objects
 from components.manifests.workload import namespace
-from components.release import retrieval_fingerprint
+from components.release import index_fingerprint, recorded_config
 from components.placement import DataPlacement
 
 NAMESPACE = "retrieval"
 API_KEY_VERSION = 1
-
-
-def index_fingerprint(index: IndexConfig) -> str:
-    return retrieval_fingerprint(embedding_model=index.embedding_model, chunker=index.chunker,
-                                 chunk_size=index.chunk_size, chunk_overlap=index.chunk_overlap,
-                                 normalisation=index.normalisation, top_k=index.top_k)
 
 
 def corpus_listing_statements(corpora: list[str]) -> list[dict]:
@@ -40,10 +34,6 @@ def corpus_listing_statements(corpora: list[str]) -> list[dict]:
                            "Action": ["s3:ListBucket", "s3:ListBucketVersions"], "Resource": f"arn:aws:s3:::{bucket}",
                            "Condition": {"StringLike": {"s3:prefix": [f"{prefix}*"]}}})
     return statements
-
-
-def recorded_config(index: IndexConfig) -> dict:
-    return {**index.model_dump(by_alias=True), "fingerprint": index_fingerprint(index)}
 
 
 @dataclass(frozen=True)

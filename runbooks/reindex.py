@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from components import config as stack_config
-from components.retrieval_index import index_fingerprint, recorded_config
+from components.release import index_fingerprint, recorded_config
 from llmops.pii.sources import parse_s3_uri
 from llmops.retrieval.build import SnapshotEntry, build, load_golden, recall_at_k
 from llmops.retrieval.embed import embedder_for

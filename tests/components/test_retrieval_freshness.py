@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from components import config
-from components.retrieval_index import index_fingerprint
+from components.release import index_fingerprint
 from llmops.offline.project import load_stack
 
 

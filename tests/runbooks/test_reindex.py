@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from components.retrieval_index import index_fingerprint
+from components.release import index_fingerprint
 from components import config as stack_config
 from tests.runbooks.reindex_world import INDEX, ReindexWorld
 
