@@ -14,10 +14,7 @@ The runbook reaches Route53, S3, the clusters and the registry through runbooks/
 
 from __future__ import annotations
 
-import io
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +37,7 @@ from runbooks.engine import (
     always_run,
 )
 from runbooks.params import aws_region, switch
+from runbooks.stack_file import edit_stack_file
 from runbooks.targets import require
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -299,27 +297,16 @@ def _pin_plan(ctx: RunContext) -> Change | None:
 
 
 def _pin(ctx: RunContext) -> dict[str, Any]:
-    from ruamel.yaml import YAML
-
     f, path = ctx.facts, _stack_path(ctx)
-    yaml = YAML()
-    yaml.preserve_quotes, yaml.width = True, 4096
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    document = yaml.load(path.read_text())
-    failover = document["config"]["llmops:failover"]
-    if f["target"] == f["primary"]:
-        failover.pop("activeRegion", None)
-    else:
-        failover["activeRegion"] = f["target"]
-    buffer = io.StringIO()
-    yaml.dump(document, buffer)
-    scratch = Path(tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")[1])
-    try:
-        scratch.write_text(buffer.getvalue())
-        stack_config.load_file(scratch)  # still a valid stack config
-        os.replace(scratch, path)
-    finally:
-        scratch.unlink(missing_ok=True)
+
+    def pin(document: Any) -> None:
+        failover = document["config"]["llmops:failover"]
+        if f["target"] == f["primary"]:
+            failover.pop("activeRegion", None)
+        else:
+            failover["activeRegion"] = f["target"]
+
+    edit_stack_file(path, pin)
     return {"file": str(path), "active_region": f["target"]}
 
 

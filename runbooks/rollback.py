@@ -14,10 +14,7 @@ runbooks/adapters implement them.
 
 from __future__ import annotations
 
-import io
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +36,7 @@ from runbooks.engine import (
     TransientError,
     always_run,
 )
+from runbooks.stack_file import edit_stack_file
 from runbooks.targets import require
 
 PRODUCTION, LAST_KNOWN_GOOD = "production", "last-known-good"
@@ -351,16 +349,6 @@ def _verify_slo(ctx: RunContext) -> dict[str, Any]:
         time.sleep(verification.poll_seconds)
 
 
-def _yaml():
-    from ruamel.yaml import YAML
-
-    yaml = YAML()
-    yaml.preserve_quotes = True
-    yaml.width = 4096
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    return yaml
-
-
 def _pinned(ctx: RunContext) -> bool:
     f = ctx.facts
     model = stack_config.load_file(_stack_path(ctx)).models[f["model_index"]]
@@ -383,29 +371,21 @@ def _pin_plan(ctx: RunContext) -> Change | None:
 def _pin_known_good(ctx: RunContext) -> dict[str, Any]:
     """Edit the stack file in place (comments kept) and validate it; a file change ready to commit."""
     f = ctx.facts
+
+    def pin(document: Any) -> None:
+        model = document["config"]["llmops:models"][f["model_index"]]
+        release = model["release"]
+        release["version"] = f["target_version"]
+        target = f["target_release"]
+        if target.get("prompt_version"):
+            release["promptVersion"] = target["prompt_version"]
+        if target.get("feature_view"):
+            release["featureView"] = target["feature_view"]
+        if "canary" in model:
+            model["canary"]["weight"] = 0
+
     path = _stack_path(ctx)
-    yaml = _yaml()
-    document = yaml.load(path.read_text())
-    model = document["config"]["llmops:models"][f["model_index"]]
-    release = model["release"]
-    release["version"] = f["target_version"]
-    target = f["target_release"]
-    if target.get("prompt_version"):
-        release["promptVersion"] = target["prompt_version"]
-    if target.get("feature_view"):
-        release["featureView"] = target["feature_view"]
-    if "canary" in model:
-        model["canary"]["weight"] = 0
-    buffer = io.StringIO()
-    yaml.dump(document, buffer)
-    text = buffer.getvalue()
-    scratch = Path(tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")[1])
-    try:
-        scratch.write_text(text)
-        stack_config.load_file(scratch)  # the result must still be a valid stack config
-        os.replace(scratch, path)
-    finally:
-        scratch.unlink(missing_ok=True)
+    edit_stack_file(path, pin)
     return {"file": str(path), "version": f["target_version"]}
 
 
