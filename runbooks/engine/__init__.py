@@ -10,12 +10,16 @@ from runbooks.engine.model import (
     AwaitingApproval,
     Change,
     InputError,
+    Interrupted,
+    JournalCorrupt,
     LockHeld,
     Param,
     PreconditionFailed,
     Runbook,
     RunbookError,
+    RecordsUnavailable,
     RunContext,
+    RunFinished,
     Step,
     StepFailed,
     TransientError,
@@ -23,5 +27,6 @@ from runbooks.engine.model import (
     always_run,
 )
 
-__all__ = ["ApprovalRequired", "AwaitingApproval", "Change", "InputError", "LockHeld", "Param", "PreconditionFailed", "Runbook",
-           "RunbookError", "RunContext", "Step", "StepFailed", "TransientError", "WorldChanged", "always_run"]
+__all__ = ["ApprovalRequired", "AwaitingApproval", "Change", "InputError", "Interrupted", "JournalCorrupt", "LockHeld",
+           "Param", "PreconditionFailed", "RecordsUnavailable", "Runbook", "RunbookError", "RunContext", "RunFinished", "Step",
+           "StepFailed", "TransientError", "WorldChanged", "always_run"]

@@ -3,7 +3,6 @@ and a verification; and the errors that tell the caller what to do (with their e
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +40,29 @@ class LockHeld(RunbookError):
 
 class ApprovalRequired(RunbookError):
     """No approval was given (no terminal to ask, and no --yes or --approve)."""
+
+
+class RunFinished(InputError):
+    """`--resume` of a run that already finished: there is nothing to resume (exit 2)."""
+
+
+class JournalCorrupt(RunbookError):
+    """A run's journal has a damaged record (not a torn last line): it cannot be trusted to resume from."""
+
+
+class RecordsUnavailable(RunbookError):
+    """The state, audit or evidence location cannot be written: refused before any step acts, or (if it
+    fails mid-run) the run stops, journaled, to be resumed once the location is fixed."""
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived: the run stops where it is (journaled, resumable). A BaseException, like
+    KeyboardInterrupt, so that no step's error handling mistakes it for the step failing. Exit 128 + signal."""
+
+    def __init__(self, signal_number: int, name: str) -> None:
+        super().__init__(name)
+        self.signal_number, self.name = signal_number, name
+        self.exit_code = 128 + signal_number
 
 
 class AwaitingApproval(RunbookError):
@@ -130,6 +152,3 @@ class RunContext:
     deadline: float = 0.0  # monotonic time by which the current step must finish
     run_id: str | None = None  # set once the run is approved and journaled
     progress: Callable[[str], None] = lambda message: None
-
-    def remaining(self) -> float:
-        return max(0.0, self.deadline - time.monotonic())

@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from runbooks.engine.model import Param
-from runbooks.engine.services import RecordStore
+from runbooks.engine.model import Param, RecordsUnavailable
+from runbooks.engine.services import RecordStore, append_durably, check_directory_writable
 
 
 def operator() -> str:
@@ -61,15 +61,30 @@ class AuditLog:
         assert self.path is not None
         if key in self._keys():
             return False
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a") as handle:
-            handle.write(json.dumps(document, sort_keys=True, default=str) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        append_durably(self.path, json.dumps(document, sort_keys=True, default=str))
         return True
+
+    def check_writable(self, probe: str) -> None:
+        """RecordsUnavailable unless records can be appended (checked before a run changes anything)."""
+        if self.store is not None:
+            self.store.check_writable(f"audit/{probe}")
+            return
+        assert self.path is not None
+        check_directory_writable(self.path.parent, "the audit directory")
+        try:
+            with open(self.path, "a"):
+                pass
+        except OSError as error:
+            raise RecordsUnavailable(f"the audit log {self.path} is not writable ({error.strerror or error}); "
+                                     "nothing was changed") from None
 
     def records(self, run_id: str | None = None) -> list[Mapping[str, Any]]:
         if self.path is None or not self.path.exists():
             return []
-        found = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        found = []
+        for line in self.path.read_text().splitlines():
+            try:
+                found.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a torn line (a write cut short): it recorded nothing
         return [r for r in found if run_id is None or r.get("run_id") == run_id]

@@ -10,6 +10,12 @@ A gated step (a destructive one, such as deleting originals) needs a second appr
 it will do, computed when the run reaches it; without one the run pauses there (exit 3) and is
 resumed with `--resume RUN_ID --approve GATE_HASH`.
 
+SIGINT and SIGTERM stop a run where it is: the step in progress is abandoned (its action is re-checked on
+resume, as after a crash), the interruption is journaled, the lock is kept for `--resume` (it expires after
+the targets' `lock.ttl_seconds`), and the run exits 130 or 143 with the exact resume command.
+
+Before any step acts, the state, audit and evidence locations must be writable and the lock held.
+
 `LLMOPS_CRASH_AT=<step>:<start|acted|done>` kills the process with SIGKILL at that boundary, and
 runbooks may name points inside a step (`crash_point(step, "item-3")`): fault injection for tests
 and game days.
@@ -20,11 +26,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
 import signal
 import sys
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,9 +46,14 @@ from runbooks.engine.model import (
     AwaitingApproval,
     Change,
     InputError,
+    Interrupted,
+    JournalCorrupt,
+    PreconditionFailed,
+    RecordsUnavailable,
     Runbook,
     RunbookError,
     RunContext,
+    RunFinished,
     Step,
     StepFailed,
     TransientError,
@@ -47,9 +61,10 @@ from runbooks.engine.model import (
 )
 from runbooks.engine.plan import Plan, PlannedStep
 from runbooks.engine.records import AuditLog, keyed_hash, operator, recorded_params
-from runbooks.engine.services import Lock, Notifier, RecordStore
+from runbooks.engine.services import Lock, Notifier, RecordStore, check_directory_writable
 
 CRASH_AT = "LLMOPS_CRASH_AT"
+RUN_ID_PATTERN = r"[a-z][a-z0-9-]{0,40}-\d{8}T\d{6}Z-[0-9a-f]{6}"
 
 
 @dataclass
@@ -76,20 +91,56 @@ class RunOptions:
 @dataclass
 class RunResult:
     run_id: str | None
-    status: str  # planned | succeeded | failed | paused (at a gate, resumable)
+    status: str  # planned | succeeded | failed | paused (at a gate, resumable) | interrupted (resumable)
     plan: Plan
     steps: list[dict[str, Any]] = field(default_factory=list)
     evidence_key: str | None = None
     error: str | None = None
     exit_code: int = 0
+    resume_command: str | None = None  # for a run that stopped and can be resumed
 
     def to_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "status": self.status, "plan_hash": self.plan.hash, "plan": self.plan.to_dict(),
-                "steps": self.steps, "evidence": self.evidence_key, "error": self.error}
+                "steps": self.steps, "evidence": self.evidence_key, "error": self.error,
+                "resume_command": self.resume_command}
 
 
 def new_run_id(runbook: str) -> str:
     return f"{runbook}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
+
+
+def run_id(value: str) -> str:
+    """A run id as `new_run_id` makes them: a name, never a path (`--resume ../../x` is refused)."""
+    if not re.fullmatch(RUN_ID_PATTERN, value):
+        raise ValueError("expected a run id such as rollback-20261122T031500Z-a1b2c3 (printed when the run started)")
+    return value
+
+
+def resume_command(runbook: str, environment: str, run: str) -> str:
+    return f"llmops runbook run {runbook} --env {environment} --resume {run}"
+
+
+@contextmanager
+def signals_interrupt() -> Iterator[None]:
+    """Turn SIGINT and SIGTERM into Interrupted in the main thread (once: a second signal while the run stops
+    itself is ignored, so the journal and lock are left consistent). Elsewhere, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    stopping = []
+
+    def handler(number: int, frame: Any) -> None:
+        if stopping:
+            return
+        stopping.append(number)
+        raise Interrupted(number, signal.Signals(number).name)
+
+    previous = {number: signal.signal(number, handler) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)
 
 
 def build_plan(runbook: Runbook, ctx: RunContext, recorded: Mapping[str, Any]) -> Plan:
@@ -116,6 +167,7 @@ class Run:
         self.runbook, self.ctx, self.services, self.options = runbook, ctx, services, options
         self.metrics = RunMetrics(runbook.name, ctx.environment)
         self.journal: Journal | None = None
+        self._current_step: str | None = None
         self.run_id: str | None = None
         self.lock_key: str | None = None
         self._last_progress = 0.0
@@ -133,6 +185,7 @@ class Run:
         self.lock_key = f"{self.ctx.environment}/{self.runbook.lock_target(self.ctx)}"
         self.services.lock.acquire(self.lock_key, holder=operator(), run_id=self.run_id,
                                    ttl_seconds=self.services.lock_ttl_seconds)
+        keep_lock = False
         try:
             # Under the lock, look again: what was approved must still be what would be done.
             self.ctx.facts.clear()
@@ -141,22 +194,34 @@ class Run:
             if now.hash != plan.hash:
                 raise WorldChanged(f"the world changed since the plan was approved ({plan.hash} -> {now.hash}); "
                                    "nothing was changed. Review the new plan and approve it.")
+            self._preflight()
             self.journal = Journal.create(self.services.state_dir, self.run_id)
             self.journal.append("run_started", runbook=self.runbook.name, environment=self.ctx.environment,
                                 params=self._journal_params(), recorded_params=recorded, facts=self.ctx.facts,
                                 plan=plan.to_dict(), plan_hash=plan.hash, approval=approval, operator=operator(),
                                 lock_key=self.lock_key)
-            return self._execute(plan, approval)
+            self.options.progress(f"run {self.run_id} started; if it stops, resume it with: "
+                                  f"{resume_command(self.runbook.name, self.ctx.environment, self.run_id)}")
+            result = self._execute(plan, approval)
+            keep_lock = result.status == "interrupted"
+            return result
         finally:
-            self.services.lock.release(self.lock_key, run_id=self.run_id)
+            if not keep_lock:
+                self.services.lock.release(self.lock_key, run_id=self.run_id)
 
     def resume(self, run_id: str) -> RunResult:
-        self.journal = Journal.open(self.services.state_dir, run_id)
-        started = self.journal.first("run_started")
-        if started is None or started["runbook"] != self.runbook.name or started["environment"] != self.ctx.environment:
+        self.journal = Journal.open(self.services.state_dir, run_id)  # RunFinished if its marker says so
+        if self.services.evidence.get(f"evidence/{run_id}") is not None:
+            raise RunFinished(f"run {run_id} already finished (its evidence is written); there is nothing to resume")
+        events = list(self.journal.events())  # JournalCorrupt before anything is done
+        if any(e["event"] == "run_finished" for e in events):
+            raise RunFinished(f"run {run_id} already finished; there is nothing to resume")
+        started = next((e for e in events if e["event"] == "run_started"), None)
+        if started is None:
+            raise JournalCorrupt(f"{self.journal.path}: no run_started record; the run cannot be resumed from it. "
+                                 "Nothing was changed.")
+        if started["runbook"] != self.runbook.name or started["environment"] != self.ctx.environment:
             raise InputError(f"run {run_id} is not a {self.runbook.name} run in {self.ctx.environment}")
-        if self.journal.has("run_finished"):
-            raise InputError(f"run {run_id} already finished; there is nothing to resume")
         self.run_id, self.lock_key = run_id, started["lock_key"]
         self.ctx.run_id = run_id
         self.ctx.params.update(started["params"])
@@ -165,17 +230,53 @@ class Run:
                     [PlannedStep(s["name"], s["description"], None, s["needs_approval"]) for s in started["plan"]["steps"]])
         self.services.lock.acquire(self.lock_key, holder=operator(), run_id=run_id,
                                    ttl_seconds=self.services.lock_ttl_seconds)
+        keep_lock = False
         try:
+            self._preflight()
             self.journal.append("run_resumed", operator=operator())
+            self.options.progress(f"run {run_id} resumed")
             self.ctx.outputs.update(self.journal.step_outputs())
-            return self._execute(plan, started["approval"], original_hash=started["plan_hash"], plan_dict=started["plan"])
+            result = self._execute(plan, started["approval"], original_hash=started["plan_hash"],
+                                   plan_dict=started["plan"])
+            keep_lock = result.status == "interrupted"
+            return result
         finally:
-            self.services.lock.release(self.lock_key, run_id=run_id)
+            if not keep_lock:
+                self.services.lock.release(self.lock_key, run_id=run_id)
 
     # --- the run ------------------------------------------------------------------------------------------
 
+    def _preflight(self) -> None:
+        """Before any step acts: every place the run must write to takes writes (RecordsUnavailable if not)."""
+        assert self.run_id is not None
+        check_directory_writable(self.services.state_dir, "the state directory (state_dir)")
+        self.services.audit.check_writable(self.run_id)
+        self.services.evidence.check_writable(self.run_id)
+
     def _execute(self, plan: Plan, approval: Mapping[str, Any], *, original_hash: str | None = None,
                  plan_dict: Mapping[str, Any] | None = None) -> RunResult:
+        assert self.journal is not None and self.run_id is not None
+        try:
+            return self._execute_steps(plan, approval, original_hash=original_hash, plan_dict=plan_dict)
+        except Interrupted as stop:
+            return self._interrupted(plan, stop)
+
+    def _interrupted(self, plan: Plan, stop: Interrupted) -> RunResult:
+        """Journal where the run stopped; the lock stays with the run, for --resume."""
+        assert self.journal is not None and self.run_id is not None
+        step = self._current_step
+        self.journal.append("run_interrupted", signal=stop.name, step=step)
+        if step is not None:
+            self._audit(f"{step}/interrupted/{int(time.time())}", step, None, None, "interrupted", stop.name)
+        command = resume_command(self.runbook.name, self.ctx.environment, self.run_id)
+        where = f"during step {step}" if step else "between steps"
+        message = (f"interrupted by {stop.name} {where}; the run is journaled and keeps the lock "
+                   f"{self.lock_key} until it is resumed (or the lock expires). Resume it with: {command}")
+        return RunResult(self.run_id, "interrupted", plan, self._step_summaries(), None, message, stop.exit_code,
+                         resume_command=command)
+
+    def _execute_steps(self, plan: Plan, approval: Mapping[str, Any], *, original_hash: str | None,
+                       plan_dict: Mapping[str, Any] | None) -> RunResult:
         assert self.journal is not None and self.run_id is not None
         plan_hash = original_hash or plan.hash
         if not self.journal.has("signals", phase="before"):
@@ -185,18 +286,25 @@ class Run:
         outcome, error, exit_code = "succeeded", None, 0
         try:
             for step in self.runbook.steps:
+                self._current_step = step.name
                 results.append(self._run_step(step))
+            self._current_step = None
         except AwaitingApproval as pause:
             self._notify_once("awaiting-approval", {"reason": str(pause)})
             self.options.progress(f"paused: {pause}")
-            return RunResult(self.run_id, "paused", plan, self._step_summaries(), None, str(pause), pause.exit_code)
+            return RunResult(self.run_id, "paused", plan, self._step_summaries(), None, str(pause), pause.exit_code,
+                             resume_command=resume_command(self.runbook.name, self.ctx.environment, self.run_id)
+                             + " --approve GATE_HASH")
+        except RecordsUnavailable:
+            raise  # nothing to finish with: the run stays resumable once the location is fixed
         except RunbookError as failure:
             outcome, error, exit_code = "failed", str(failure), failure.exit_code
             self.journal.append("run_failed", error=error)
+        self._current_step = None
         self.journal.append("signals", phase="after", values=dict(self.runbook.signals(self.ctx)))
         evidence_key = self._evidence(plan_dict or plan.to_dict(), plan_hash, approval, outcome, error)
         self._notify_once("finished", {"outcome": outcome, "error": error, "evidence": evidence_key})
-        self.journal.append("run_finished", outcome=outcome)
+        self.journal.finish(outcome)
         self.metrics.finished(outcome)
         try:
             self.metrics.push(self.services.pushgateway, self.run_id)
@@ -212,6 +320,9 @@ class Run:
             if not step.verify(self.ctx):
                 raise WorldChanged(f"step {step.name} was completed by this run but its effect no longer holds; "
                                    "someone changed it since. Nothing more was done.")
+            done = next(e for e in self.journal.events() if e["event"] == "step_done" and e["step"] == step.name)
+            # The audit record may be missing if its write failed after the step (append_once: written once).
+            self._audit(step.name, step.name, done.get("before"), done.get("after"), done.get("outcome", "changed"))
             return {"step": step.name, "outcome": "done-earlier"}
         change = step.plan(self.ctx)
         gated = step.gate(self.ctx) if callable(step.gate) else step.gate
@@ -314,10 +425,16 @@ class Run:
         return {k: v for k, v in self.ctx.params.items() if k not in sensitive}
 
     def _audit(self, key: str, step: str, before: Any, after: Any, outcome: str, error: str | None = None) -> None:
-        self.services.audit.append_once(f"{self.run_id}/{key}", {
-            "run_id": self.run_id, "runbook": self.runbook.name, "environment": self.ctx.environment,
-            "operator": operator(), "params": self._recorded_params(self.ctx.environment), "step": step,
-            "before": before, "after": after, "outcome": outcome, "error": error})
+        try:
+            self.services.audit.append_once(f"{self.run_id}/{key}", {
+                "run_id": self.run_id, "runbook": self.runbook.name, "environment": self.ctx.environment,
+                "operator": operator(), "params": self._recorded_params(self.ctx.environment), "step": step,
+                "before": before, "after": after, "outcome": outcome, "error": error})
+        except (OSError, TransientError, PreconditionFailed) as failure:
+            raise RecordsUnavailable(
+                f"the audit record of step {step} could not be written ({failure}); what the step did is journaled. "
+                f"Fix the audit location, then: {resume_command(self.runbook.name, self.ctx.environment, str(self.run_id))}"
+            ) from None
 
     def _notify_once(self, kind: str, details: Mapping[str, Any]) -> None:
         assert self.journal is not None
@@ -356,17 +473,26 @@ class Run:
             "resumed": sum(1 for e in events if e["event"] == "run_resumed"),
         }
         key = f"evidence/{self.run_id}"
-        self.services.evidence.put_once(key, bundle)
+        try:
+            self.services.evidence.put_once(key, bundle)
+        except (OSError, TransientError, PreconditionFailed) as failure:
+            raise RecordsUnavailable(
+                f"the evidence of run {self.run_id} could not be written ({failure}); every step's outcome is "
+                f"journaled. Fix the evidence location, then: "
+                f"{resume_command(self.runbook.name, self.ctx.environment, str(self.run_id))}") from None
         return key
 
 
 def run(runbook: Runbook, ctx: RunContext, services: Services, options: RunOptions) -> RunResult:
-    """Plan, approve and execute (or resume) a runbook; errors are RunbookErrors with exit codes."""
+    """Plan, approve and execute (or resume) a runbook; errors are RunbookErrors with exit codes. SIGINT or
+    SIGTERM before the run is journaled raises Interrupted (nothing was changed); after, the result is
+    `interrupted`, resumable."""
     runner = Run(runbook, ctx, services, options)
-    if options.resume:
-        return runner.resume(options.resume)
-    return runner.start()
+    with signals_interrupt():
+        if options.resume:
+            return runner.resume(options.resume)
+        return runner.start()
 
 
 __all__ = ["CRASH_AT", "RunOptions", "RunResult", "Services", "build_plan", "crash_point", "gate_hash", "keyed_hash",
-           "run"]
+           "resume_command", "run", "run_id", "signals_interrupt"]

@@ -11,7 +11,7 @@ import pytest
 
 from llmops.cli import main
 from runbooks.docs import stale_pages
-from runbooks.engine import Change, LockHeld
+from runbooks.engine import Change, JournalCorrupt, LockHeld, RunFinished
 from runbooks.engine.journal import Journal
 from runbooks.engine.plan import Plan, PlannedStep
 from runbooks.engine.records import AuditLog, recorded_params
@@ -54,6 +54,49 @@ def test_journal_survives_a_torn_last_line(tmp_path):
     reopened = Journal.open(tmp_path, "run-1")
     assert reopened.step_state("a") == "done" and reopened.step_outputs() == {"a": {"x": 1}}
     assert reopened.step_state("b") == "pending"
+
+
+def test_after_a_torn_line_the_next_record_starts_on_a_fresh_line_and_counts(tmp_path):
+    journal = Journal.create(tmp_path, "run-1")
+    journal.append("step_done", step="a", outputs={})
+    with open(journal.path, "a") as handle:
+        handle.write('{"event": "step_done", "step": "b"')  # torn: no newline, never finished
+    journal.append("step_started", step="b")  # the resumed run writes on
+    lines = journal.path.read_text().splitlines()
+    assert lines[1] == '{"event": "step_done", "step": "b"'  # kept as it was, for the record
+    assert json.loads(lines[2])["event"] == "torn_record" and json.loads(lines[2])["line"] == 2
+    assert json.loads(lines[3])["event"] == "step_started"
+    reread = Journal.open(tmp_path, "run-1")
+    assert [e["event"] for e in reread.events()] == ["step_done", "step_started"]
+    assert reread.step_state("b") == "started"  # the torn "done" never counts
+
+
+@pytest.mark.parametrize("damage", ["garbage", "altered", "unsummed"])
+def test_a_damaged_record_in_the_middle_stops_the_reader_naming_the_file_and_line(tmp_path, damage):
+    journal = Journal.create(tmp_path, "run-1")
+    for step in ("a", "b", "c"):
+        journal.append("step_done", step=step, outputs={"n": 1})
+    lines = journal.path.read_text().splitlines()
+    record = json.loads(lines[1])
+    if damage == "garbage":
+        lines[1] = lines[1][:20] + "\x00\x00" + lines[1][22:]
+    elif damage == "altered":
+        lines[1] = json.dumps({**record, "step": "z"}, sort_keys=True)  # edited by hand: the checksum says so
+    else:
+        lines[1] = json.dumps({k: v for k, v in record.items() if k != "sum"}, sort_keys=True)
+    journal.path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(JournalCorrupt, match=rf"{journal.path}: line 2: .*cannot be trusted"):
+        Journal.open(tmp_path, "run-1").step_state("c")
+
+
+def test_a_finished_run_stays_finished_whatever_happens_to_its_journal(tmp_path):
+    journal = Journal.create(tmp_path, "run-1")
+    journal.append("run_started", runbook="x")
+    journal.finish("succeeded")
+    journal.path.write_text(journal.path.read_text().splitlines()[0] + "\n")  # the finish record lost
+    with pytest.raises(RunFinished, match="run run-1 already finished \\(succeeded\\)") as raised:
+        Journal.open(tmp_path, "run-1")
+    assert raised.value.exit_code == 2
 
 
 def test_file_lock_refuses_another_run_and_lets_its_own_run_back_in(tmp_path):
@@ -146,3 +189,45 @@ def test_targets_come_from_the_stack_outputs(plans, tmp_path, capsys):
     capsys.readouterr()
     outputs.write_text("{}")
     assert main(["runbook", "targets", "--stack", "prod", "--outputs", str(outputs)]) == 2
+
+
+_OPENED: list[str] = []
+_RECORDING: list[bool] = []
+
+
+def _record_opens(event: str, args: tuple) -> None:
+    if _RECORDING and event == "open" and isinstance(args[0], (str, bytes, Path)):
+        _OPENED.append(str(args[0]))
+
+
+@pytest.mark.parametrize("args", [["--env", "dev", "--resume", "../../outside"],
+                                  ["--env", "../outside/dev", "--service", "chat"],
+                                  ["--env", "dev", "--resume", "rollback-20261122T031500Z-a1b2c3/../../../outside"]])
+def test_run_ids_and_environments_are_names_refused_before_any_file_is_opened(tmp_path, monkeypatch, capsys, args):
+    import sys
+
+    # A journal and a targets file outside the state and targets directories, where a path-like value would lead.
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "journal.jsonl").write_text('{"event": "run_started"}\n')
+    (outside / "dev.yaml").write_text("environment: dev\n")
+    targets = tmp_path / "targets"
+    targets.mkdir()
+    dead = "http://127.0.0.1:9"
+    (targets / "dev.yaml").write_text(json.dumps({
+        "environment": "dev", "stack_file": "stacks/Pulumi.dev.yaml", "aws": {"region": "us-east-1"},
+        "registry": {"tracking_uri": dead}, "kubernetes": {"host": dead}, "prometheus": {"url": dead},
+        "audit": {"uri": str(tmp_path / "audit")}, "evidence": {"uri": str(tmp_path / "evidence")},
+        "state_dir": str(tmp_path / "a" / "state")}))
+    monkeypatch.setenv("LLMOPS_TARGETS_DIR", str(targets))
+    sys.addaudithook(_record_opens)
+    _OPENED.clear()
+    _RECORDING.append(True)
+    try:
+        with pytest.raises(SystemExit) as exited:
+            main(["runbook", "run", "rollback", *args])
+    finally:
+        _RECORDING.clear()
+    assert exited.value.code == 2
+    assert "expected" in capsys.readouterr().err
+    assert not [path for path in _OPENED if str(outside) in str(Path(path).resolve())]
