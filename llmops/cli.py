@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -171,8 +172,8 @@ def _runbook_pages(args: argparse.Namespace) -> int:
 
 def _runbook_run(args: argparse.Namespace) -> int:
     from runbooks.definitions import RUNBOOKS
-    from runbooks.engine import RunbookError
-    from runbooks.engine.runner import RunOptions
+    from runbooks.engine import Interrupted, RunbookError
+    from runbooks.engine.runner import RunOptions, signals_interrupt
     from runbooks.launch import launch
 
     raw = {p.name: getattr(args, p.name, None) for p in RUNBOOKS[args.runbook].params}
@@ -183,13 +184,26 @@ def _runbook_run(args: argparse.Namespace) -> int:
     def progress(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    try:
-        result = launch(args.runbook, args.env, raw, options, progress)
-    except RunbookError as error:
+    def refused(status: str, message: str, code: int) -> int:
         if args.output == "json":
-            print(json.dumps({"status": "refused" if error.exit_code == 2 else "failed", "error": str(error)}))
-        print(f"llmops: {args.runbook}: {error}", file=sys.stderr)
-        return error.exit_code
+            print(json.dumps({"status": status, "error": message}))
+        print(f"llmops: {args.runbook}: {message}", file=sys.stderr)
+        return code
+
+    try:
+        with signals_interrupt():
+            result = launch(args.runbook, args.env, raw, options, progress)
+    except RunbookError as error:
+        return refused("refused" if error.exit_code == 2 else "failed", str(error), error.exit_code)
+    except Interrupted as stop:  # before the run was journaled
+        return refused("interrupted", f"interrupted by {stop.name} before the run started; nothing was changed",
+                       stop.exit_code)
+    except Exception as error:  # noqa: BLE001 - an adapter's surprise: one clear line, the traceback on request
+        if os.environ.get("LLMOPS_DEBUG"):
+            raise
+        return refused("failed", f"unexpected {type(error).__name__}: {error}. If a run id was printed above, its "
+                       "journal records what was done: resume it with --resume. (LLMOPS_DEBUG=1 shows the traceback)",
+                       EXIT_FAILED)
     if args.output == "json":
         print(json.dumps(result.to_dict(), indent=2, sort_keys=True, default=str))
     else:
@@ -204,6 +218,16 @@ def _runbook_run(args: argparse.Namespace) -> int:
             if result.error:
                 print(f"  {result.error}", file=sys.stderr)
     return result.exit_code
+
+
+def _name_option(parse: Any) -> Any:
+    """An argparse type from one of the runbooks' parsers: a bad value is exit 2 naming the option."""
+    def check(value: str) -> str:
+        try:
+            return str(parse(value))
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(f"{value!r}: {error}") from None
+    return check
 
 
 def _runbook_targets(args: argparse.Namespace) -> int:
@@ -232,47 +256,61 @@ def _runbook_targets(args: argparse.Namespace) -> int:
 
 
 def _drill_rollback(args: argparse.Namespace) -> int:
-    import os
+    import shutil
     import time
 
     from llmops.drill.rollback_drill import REGISTERED_MODEL, SERVICE, scratch_drill
-    from runbooks.engine import RunbookError
-    from runbooks.engine.runner import RunOptions
+    from runbooks.engine import Interrupted, RunbookError
+    from runbooks.engine.runner import RunOptions, signals_interrupt
     from runbooks.launch import launch
 
     def say(message: str) -> None:
         print(message, flush=True)
 
-    say("drill: starting local backends (MLflow store, Kubernetes API, Prometheus, Pushgateway, moto) ...")
+    drill = scratch_drill()
+    # SIGINT and SIGTERM end the drill through `finally`: every server it started is stopped and its directory
+    # removed (unless --keep), whatever it was doing.
     try:
-        drill = scratch_drill().start()
-    except RuntimeError as error:
-        raise UsageError(f"drill: {error}") from None
-    try:
-        os.environ.update(drill.environment())
-        drill.wait_until_degraded()
-        say(f"drill: {SERVICE} serves {REGISTERED_MODEL} version {drill.serving_version()} (alias production -> "
-            f"{drill.production_alias()}); it fails 20% of requests and a page alert is firing. Rolling back:")
-        began = time.monotonic()
-        try:
-            result = launch("rollback", "drill", {"service": SERVICE, "to": None}, RunOptions(yes=True),
-                            lambda message: print(message, flush=True))
-        except RunbookError as error:
-            print(f"drill: the rollback refused: {error}", file=sys.stderr)
-            return error.exit_code
-        say(result.plan.render())
-        for step in result.steps:
-            say(f"  {step['step']:<22} {step['outcome']:<12} {step.get('seconds', 0):.2f}s")
-        evidence = drill.evidence(result.run_id)
-        before, after = evidence["signals"].get("before", {}), evidence["signals"].get("after", {})
-        say(f"drill: {result.status} in {time.monotonic() - began:.1f}s; now serving version {drill.serving_version()}, "
-            f"alias production -> {drill.production_alias()}, route {drill.route_weights()}")
-        say(f"drill: error ratio {before.get('availability_error_ratio')} -> {after.get('availability_error_ratio')}; "
-            f"paging {before.get('page_alerts')} -> {after.get('page_alerts')}")
-        say(f"drill: evidence, audit log and pinned stack file under {drill.workdir}")
-        return result.exit_code
+        with signals_interrupt():
+            say("drill: starting local backends (MLflow store, Kubernetes API, Prometheus, Pushgateway, moto) ...")
+            try:
+                drill.start()
+            except RuntimeError as error:
+                raise UsageError(f"drill: {error}") from None
+            say(f"drill: backends up: {drill.describe()}")
+            os.environ.update(drill.environment())
+            drill.wait_until_degraded()
+            say(f"drill: {SERVICE} serves {REGISTERED_MODEL} version {drill.serving_version()} (alias production -> "
+                f"{drill.production_alias()}); it fails 20% of requests and a page alert is firing. Rolling back:")
+            began = time.monotonic()
+            try:
+                result = launch("rollback", "drill", {"service": SERVICE, "to": None}, RunOptions(yes=True),
+                                lambda message: print(message, flush=True))
+            except RunbookError as error:
+                print(f"drill: the rollback refused: {error}", file=sys.stderr)
+                return error.exit_code
+            say(result.plan.render())
+            for step in result.steps:
+                say(f"  {step['step']:<22} {step['outcome']:<12} {step.get('seconds', 0):.2f}s")
+            if result.status == "interrupted":
+                print(f"drill: {result.error}", file=sys.stderr)
+                return result.exit_code
+            evidence = drill.evidence(result.run_id)
+            before, after = evidence["signals"].get("before", {}), evidence["signals"].get("after", {})
+            say(f"drill: {result.status} in {time.monotonic() - began:.1f}s; now serving version "
+                f"{drill.serving_version()}, alias production -> {drill.production_alias()}, route {drill.route_weights()}")
+            say(f"drill: error ratio {before.get('availability_error_ratio')} -> {after.get('availability_error_ratio')}; "
+                f"paging {before.get('page_alerts')} -> {after.get('page_alerts')}")
+            return result.exit_code
+    except Interrupted as stop:
+        print(f"drill: stopped by {stop.name}; stopping every backend it started", file=sys.stderr)
+        return stop.exit_code
     finally:
         drill.stop()
+        if args.keep:
+            say(f"drill: evidence, audit log and pinned stack file kept under {drill.workdir}")
+        else:
+            shutil.rmtree(drill.workdir, ignore_errors=True)
 
 
 def _json_path(template: str, stack: str, several: bool) -> Path:
@@ -331,14 +369,19 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     retrieval_parsers(commands)
     drill = commands.add_parser("drill", help="on-call drills on real local backends").add_subparsers(
         dest="drill", required=True)
-    drill.add_parser("rollback", help="a bad release is live; run the rollback runbook against local backends "
-                     "(needs the dev extra and Debian's prometheus, prometheus-pushgateway)").set_defaults(
-        handler=_drill_rollback)
+    rollback_drill = drill.add_parser(
+        "rollback", help="a bad release is live; run the rollback runbook against local backends "
+                         "(needs the dev extra and Debian's prometheus, prometheus-pushgateway)")
+    rollback_drill.add_argument("--keep", action="store_true",
+                                help="keep the drill's directory (evidence, audit log, pinned stack file) afterwards")
+    rollback_drill.set_defaults(handler=_drill_rollback)
     return parser
 
 
 def _runbook_parsers(commands: Any) -> None:
     from runbooks.definitions import RUNBOOKS
+    from runbooks.engine.runner import run_id
+    from runbooks.targets import environment_name
 
     runbook = commands.add_parser("runbook", help="executable on-call runbooks").add_subparsers(
         dest="runbook_command", required=True)
@@ -357,7 +400,8 @@ def _runbook_parsers(commands: Any) -> None:
     run = runbook.add_parser("run", help="run a runbook").add_subparsers(dest="runbook", required=True)
     for name, definition in RUNBOOKS.items():
         parser = run.add_parser(name, help=definition.title, description=definition.summary)
-        parser.add_argument("--env", required=True, help="environment (stacks/targets/<env>.yaml)")
+        parser.add_argument("--env", required=True, type=_name_option(environment_name),
+                            help="environment (stacks/targets/<env>.yaml)")
         for param in definition.params:
             if param.switch:
                 parser.add_argument(param.option, dest=param.name, action="store_const", const="yes", help=param.help)
@@ -368,7 +412,8 @@ def _runbook_parsers(commands: Any) -> None:
         parser.add_argument("--approve", metavar="HASH",
                             help="approve only if the plan still has this hash; with --resume, the hash of the step "
                                  "the run paused at (a step that needs its own approval)")
-        parser.add_argument("--resume", metavar="RUN_ID", help="resume a run that stopped (crash, kill)")
+        parser.add_argument("--resume", metavar="RUN_ID", type=_name_option(run_id),
+                            help="resume a run that stopped (crash, kill, Ctrl-C)")
         parser.add_argument("--output", choices=("text", "json"), default="text")
         parser.set_defaults(handler=_runbook_run)
 
@@ -385,8 +430,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"llmops: {error}", file=sys.stderr)
         return EXIT_FAILED
     except BrokenPipeError:  # `llmops ... | head`: the reader left; say nothing more
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from runbooks.definitions import RUNBOOKS
 from runbooks.engine import InputError, RunContext
-from runbooks.engine.runner import RunOptions, RunResult, run
-from runbooks.targets import load_targets
+from runbooks.engine.runner import RunOptions, RunResult, run, run_id
+from runbooks.targets import environment_name, load_targets
 from runbooks.wiring import services_for
 
 
@@ -34,6 +34,12 @@ def launch(name: str, environment: str, raw_params: Mapping[str, str | None], op
            progress: Callable[[str], None]) -> RunResult:
     if name not in RUNBOOKS:
         raise InputError(f"no runbook {name!r}; runbooks: {', '.join(RUNBOOKS)}")
+    for option, value, parse in (("--env", environment, environment_name), ("--resume", options.resume, run_id)):
+        if value is not None:  # names, never paths: checked before any file is opened
+            try:
+                parse(value)
+            except ValueError as error:
+                raise InputError(f"{option} {value!r}: {error}") from None
     runbook = RUNBOOKS[name]
     targets = load_targets(environment)
     params = {} if options.resume else parse_params(name, raw_params)

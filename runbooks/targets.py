@@ -161,6 +161,17 @@ def require(targets: Targets, runbook: str, *sections: str) -> None:
                          f"{', '.join(missing)}: missing from the targets file")
 
 
+ENVIRONMENT_PATTERN = r"[a-z0-9][a-z0-9-]{0,30}"
+
+
+def environment_name(value: str) -> str:
+    """An environment's name (the stem of its targets file): a name, never a path (`--env ../../x` is refused)."""
+    if not re.fullmatch(ENVIRONMENT_PATTERN, value):
+        raise ValueError("expected an environment name of lowercase letters, digits and '-' (at most 31), "
+                         "e.g. prod: the stem of stacks/targets/<env>.yaml")
+    return value
+
+
 def targets_dir() -> Path:
     """LLMOPS_TARGETS_DIR points elsewhere (drills, tests); by default, the project's stacks/targets."""
     return Path(os.environ.get("LLMOPS_TARGETS_DIR") or TARGETS_DIR)
@@ -168,8 +179,12 @@ def targets_dir() -> Path:
 
 def load_targets(environment: str, directory: Path | None = None) -> Targets:
     directory = directory or targets_dir()
+    try:
+        environment_name(environment)
+    except ValueError as error:
+        raise InputError(f"--env {environment!r}: {error}") from None
     path = directory / f"{environment}.yaml"
-    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,30}", environment) or not path.is_file():
+    if not path.is_file():
         known = sorted(p.stem for p in directory.glob("*.yaml")) if directory.is_dir() else []
         raise InputError(f"--env {environment!r}: no targets file {path}; environments: {', '.join(known) or 'none'}")
     try:

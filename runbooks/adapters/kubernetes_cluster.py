@@ -17,19 +17,26 @@ class KubernetesCluster:
     def __init__(self, *, host: str | None = None, context: str | None = None, kubeconfig: str | None = None) -> None:
         from kubernetes import client, config
 
+        self.where = host or context or "the current kubeconfig context"
         if host:
             configuration = client.Configuration()
             configuration.host = host.rstrip("/")
             api = client.ApiClient(configuration)
         else:
-            api = config.new_client_from_config(config_file=kubeconfig, context=context)
-        self.where = host or context or "the current kubeconfig context"
+            try:
+                api = config.new_client_from_config(config_file=kubeconfig, context=context)
+            except (config.ConfigException, OSError, TypeError, ValueError) as error:
+                # No kubeconfig, no such context, a context without a cluster: the same as an API that is down.
+                where = f"context {context!r}" if context else "the current context"
+                raise PreconditionFailed(f"Kubernetes API unreachable: {where} of {kubeconfig or 'the kubeconfig'} "
+                                         f"cannot be used ({error}); nothing was changed") from None
         self.apps = client.AppsV1Api(api)
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         from kubernetes.client.exceptions import ApiException
+        from kubernetes.config import ConfigException
 
         try:
             return fn(*args, _request_timeout=30, **kwargs)
@@ -43,6 +50,9 @@ class KubernetesCluster:
             raise PreconditionFailed(f"{what}: Kubernetes API {error.status}: {error.reason}") from None
         except OSError as error:
             raise TransientError(f"{what}: Kubernetes API at {self.where} unreachable: {error}") from None
+        except ConfigException as error:  # credentials that cannot be had (an exec plugin failing, an expired token)
+            raise PreconditionFailed(f"{what}: Kubernetes API at {self.where} unreachable: {error}; "
+                                     "nothing was changed") from None
 
     def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         found = self._call(f"read deployment {namespace}/{name}", self.apps.read_namespaced_deployment, name, namespace)

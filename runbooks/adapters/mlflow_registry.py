@@ -47,6 +47,9 @@ class MlflowRegistry:
     def set_alias(self, model: str, alias: str, version: str) -> None:
         self._call(f"set alias {alias}", self.client.set_registered_model_alias, model, alias, version)
 
+    def set_version_tag(self, model: str, version: str, key: str, value: str) -> None:
+        self._call(f"tag version {version}", self.client.set_model_version_tag, model, version, key, value)
+
     def version(self, model: str, version: str) -> dict[str, Any] | None:
         from mlflow.exceptions import MlflowException
 

@@ -9,25 +9,20 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from runbooks.engine import PreconditionFailed, TransientError, WorldChanged
+from runbooks.adapters.aws import aws_call
+from runbooks.engine import TransientError, WorldChanged
 
 T = TypeVar("T")
 
 
 def _call(what: str, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, ReadTimeoutError
+    """aws_call, plus Route53's own meaning of a refused batch: the records changed since the plan."""
+    from botocore.exceptions import ClientError
 
     try:
-        return function(*args, **kwargs)
+        return aws_call(what, function, *args, passthrough=("InvalidChangeBatch",), **kwargs)
     except ClientError as error:
-        code = error.response["Error"]["Code"]
-        if code in ("Throttling", "PriorRequestNotComplete", "ServiceUnavailable", "InternalError"):
-            raise TransientError(f"{what}: {code}") from None
-        if code == "InvalidChangeBatch":
-            raise WorldChanged(f"{what}: Route53 refused the change ({error}); the records changed since the plan") from None
-        raise PreconditionFailed(f"{what}: {code}: {error.response['Error'].get('Message', '')}") from None
-    except (BotoConnectionError, ReadTimeoutError) as error:
-        raise TransientError(f"{what}: unreachable: {error}") from None
+        raise WorldChanged(f"{what}: Route53 refused the change ({error}); the records changed since the plan") from None
 
 
 def _fqdn(name: str) -> str:
@@ -73,12 +68,12 @@ class Route53Dns:
         from botocore.exceptions import ClientError
 
         try:
-            answer = self.route53.test_dns_answer(HostedZoneId=zone_id, RecordName=_fqdn(name), RecordType=type_)
+            answer = aws_call(f"test the DNS answer for {name}", self.route53.test_dns_answer,
+                              passthrough=("NotImplemented", "404", "501"), HostedZoneId=zone_id,
+                              RecordName=_fqdn(name), RecordType=type_)
             return sorted(str(r).rstrip(".") for r in answer.get("RecordData", [])), "route53:TestDNSAnswer"
-        except ClientError as error:
-            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if status not in (404, 501) and error.response["Error"]["Code"] not in ("NotImplemented", "404"):
-                raise
+        except ClientError:
+            pass
         return self._evaluate(zone_id, name, type_), "evaluated from record sets and health checks (TestDNSAnswer unavailable)"
 
     def _evaluate(self, zone_id: str, name: str, type_: str) -> list[str]:

@@ -14,28 +14,18 @@ from typing import IO, Any, TypeVar
 from urllib.parse import urlencode
 
 from llmops.pii.sources import Source, s3_source
-from runbooks.engine import PreconditionFailed, TransientError
+from runbooks.adapters.aws import EVERY_CODE, aws_call, error_code
+from runbooks.engine import PreconditionFailed
 
 T = TypeVar("T")
-_TRANSIENT = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "InternalError", "ServiceUnavailable",
-              "503", "500"}
 
 
 def _call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, ReadTimeoutError
-
-    try:
-        return function(*args, **kwargs)
-    except ClientError as error:
-        if error.response["Error"]["Code"] in _TRANSIENT:
-            raise TransientError(f"S3: {error}") from None
-        raise
-    except (BotoConnectionError, ReadTimeoutError) as error:
-        raise TransientError(f"S3 unreachable: {error}") from None
+    """aws_call; the service errors that are not transient stay ClientErrors, for the caller to read."""
+    return aws_call(f"S3 {getattr(function, '__name__', 'call')}", function, *args, passthrough=EVERY_CODE, **kwargs)
 
 
-def _code(error: Exception) -> str:
-    return str(getattr(error, "response", {}).get("Error", {}).get("Code", ""))
+_code = error_code
 
 
 class S3Objects:
