@@ -2,7 +2,9 @@
 
 A bad release -- weights, prompt, feature view or retrieval config -- is reverted to the last
 known good one: `--to VERSION`, else the `last-known-good` alias, else the newest version tagged
-`validation_status=passed` that is not current. The steps move the `production` alias back, patch
+`validation_status=passed` that is older than what serves and was never rolled back from. The steps
+first mark the release being rolled back from in the registry (tag `llmops.rolled_back`, with the
+run's id), so no later rollback chooses it as known-good; then move the `production` alias back, patch
 the stable Deployment to the known-good release (a JSON patch guarded by a `test` of the release it
 saw), set any canary weight to 0, wait for the rollout, verify the SLOs on Prometheus, and pin the
 known-good release in the environment's stack file so the next `pulumi up` does not bring the bad
@@ -36,10 +38,14 @@ from runbooks.engine import (
     TransientError,
     always_run,
 )
+from runbooks.engine.records import operator
+from runbooks.params import switch
 from runbooks.stack_file import edit_stack_file
 from runbooks.targets import require
 
 PRODUCTION, LAST_KNOWN_GOOD = "production", "last-known-good"
+# On a version a rollback moved away from: {"run_id", "to", "at", "by"}. Never chosen as known-good again.
+ROLLED_BACK_TAG = "llmops.rolled_back"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -47,6 +53,7 @@ class Registry(Protocol):
     def model_exists(self, model: str) -> bool: ...
     def alias_version(self, model: str, alias: str) -> str | None: ...
     def set_alias(self, model: str, alias: str, version: str) -> None: ...
+    def set_version_tag(self, model: str, version: str, key: str, value: str) -> None: ...
     def version(self, model: str, version: str) -> dict[str, Any] | None: ...
     def versions(self, model: str) -> list[dict[str, Any]]: ...
     def artifacts_present(self, model: str, version: str) -> bool: ...
@@ -113,28 +120,32 @@ def prepare(ctx: RunContext) -> None:
         if not b.registry.model_exists(registered):
             raise InputError(f"model registry has no registered model {registered!r} (service {service})")
         current = b.registry.alias_version(registered, PRODUCTION)
-        target = _choose_target(ctx, registered, current)
+        deployment = b.cluster.deployment(namespace, service)
+        if deployment is None:
+            raise InputError(f"no Deployment {namespace}/{service} in {ctx.environment}'s cluster")
+        annotations = deployment["metadata"].get("annotations") or {}
+        deployed = json.loads(annotations.get(RELEASE_PARTS_ANNOTATION, "{}"))
+        if not deployed:
+            raise PreconditionFailed(f"Deployment {namespace}/{service} carries no {RELEASE_PARTS_ANNOTATION} "
+                                     "annotation; it was not deployed by this stack")
+        versions = {v["version"]: v for v in b.registry.versions(registered)}
+        serving = {v for v in (current, deployed.get("model_version")) if v}
+        target = _choose_target(ctx, registered, serving, versions)
         found = b.registry.version(registered, target)
         if found is None:
             raise InputError(f"--to {target}: {registered} has no version {target} in the model registry")
         if not b.registry.artifacts_present(registered, target):
             raise PreconditionFailed(f"{registered} version {target} has no artifacts at {found['source']}; "
                                      "it cannot be served. Choose another version with --to.")
-        deployment = b.cluster.deployment(namespace, service)
         route = b.cluster.route(namespace, service)
         b.signals.vector("vector(1)")  # Prometheus must answer before anything changes
     except TransientError as error:
         raise PreconditionFailed(f"{error}; nothing was changed") from None
-    if deployment is None:
-        raise InputError(f"no Deployment {namespace}/{service} in {ctx.environment}'s cluster")
-    annotations = deployment["metadata"].get("annotations") or {}
-    deployed = json.loads(annotations.get(RELEASE_PARTS_ANNOTATION, "{}"))
-    if not deployed:
-        raise PreconditionFailed(f"Deployment {namespace}/{service} carries no {RELEASE_PARTS_ANNOTATION} annotation; "
-                                 "it was not deployed by this stack")
     parts = _target_release(ctx, found, deployed, registered, target)
     ctx.facts.update({
         "service": service, "registered_model": registered, "namespace": namespace, "model_index": index,
+        "rolled_back_from": sorted(serving - {target}, key=int),
+        "marked": {v: _rolled_back(versions.get(v)) for v in sorted(serving - {target}, key=int)},
         "current_version": current, "target_version": target, "target_release": parts.to_dict(),
         "target_release_id": parts.release_id, "target_image": _image_with(deployment, parts.image_digest),
         "deployed_release_id": annotations.get(RELEASE_ANNOTATION), "deployed_version": deployed.get("model_version"),
@@ -144,19 +155,70 @@ def prepare(ctx: RunContext) -> None:
     })
 
 
-def _choose_target(ctx: RunContext, registered: str, current: str | None) -> str:
-    b = _b(ctx)
-    if ctx.params.get("to"):
-        return str(ctx.params["to"])
-    known_good = b.registry.alias_version(registered, LAST_KNOWN_GOOD)
-    if known_good and known_good != current:
+def _rolled_back(version: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The rollback marker on a version (which run rolled back from it, to what), or None."""
+    raw = (version or {}).get("tags", {}).get(ROLLED_BACK_TAG)
+    try:
+        found = json.loads(raw) if raw else None
+    except ValueError:
+        found = {"run_id": "?", "to": None}  # a damaged marker still marks the version
+    return found if isinstance(found, dict) else None
+
+
+def _choose_target(ctx: RunContext, registered: str, serving: set[str],
+                   versions: dict[str, dict[str, Any]]) -> str:
+    """The known-good version: never one a rollback moved away from, never newer than what serves, and never a
+    further step back when what serves was itself put there by a rollback (that needs an explicit --to)."""
+    force = bool(ctx.params.get("force"))
+    requested = ctx.params.get("to")
+    validated = {n for n, v in versions.items() if v["tags"].get("validation_status") == "passed"}
+    bad = {n: m for n, v in versions.items() if (m := _rolled_back(v)) is not None}
+    if requested:
+        target = str(requested)
+        if serving == {target}:
+            raise InputError(f"--to {target}: version {target} is what serves already (alias {PRODUCTION} and the "
+                             "Deployment); there is nothing to roll back")
+        if force or target not in versions:
+            return target  # an unknown version is refused by the caller, naming it
+        newer = sorted((v for v in serving - {target} if int(v) < int(target)), key=int)
+        problems = []
+        if newer:
+            problems.append(f"it is newer than version {', '.join(newer)} serving now (that is a roll-forward)")
+        if target not in validated:
+            problems.append("it is not tagged validation_status=passed")
+        if target in bad:
+            problems.append(f"rollback run {bad[target].get('run_id')} rolled back from it")
+        if problems:
+            raise InputError(f"--to {target}: refused: {'; '.join(problems)}. Add --force to roll to it anyway")
+        return target
+    if len(serving) == 1:
+        (only,) = serving
+        put_there = sorted((m.get("run_id", "?"), n) for n, m in bad.items() if str(m.get("to")) == only)
+        if put_there:
+            run, source = put_there[-1]
+            raise InputError(
+                f"{registered} version {only} serves because rollback run {run} rolled back to it from version {source}; "
+                f"there is nothing newer to roll back from. If that run did not finish, resume it: llmops runbook run "
+                f"rollback --env {ctx.environment} --resume {run}. If version {only} is bad too, choose an older "
+                "version with --to")
+    floor = min((int(v) for v in serving), default=None)
+    top = max((int(v) for v in serving), default=None)
+
+    def eligible(number: str) -> bool:
+        # older than every serving version, or (completing an interrupted rollback) the alias when the Deployment
+        # still runs a newer one
+        below = floor is None or int(number) < floor or (number in serving and top is not None and int(number) < top)
+        return below and number not in bad and number in versions
+
+    known_good = ctx.backends.registry.alias_version(registered, LAST_KNOWN_GOOD)
+    if known_good and eligible(known_good):
         return known_good
-    validated = [v for v in b.registry.versions(registered)
-                 if v["tags"].get("validation_status") == "passed" and v["version"] != current]
-    if not validated:
-        raise InputError(f"no known-good version of {registered}: no {LAST_KNOWN_GOOD} alias other than the current "
-                         f"version ({current}) and no other version tagged validation_status=passed; give --to VERSION")
-    return max(validated, key=lambda v: int(v["version"]))["version"]
+    candidates = [n for n in validated if eligible(n)]
+    if not candidates:
+        raise InputError(f"no known-good version of {registered}: no {LAST_KNOWN_GOOD} alias and no version tagged "
+                         f"validation_status=passed that is older than what serves ({', '.join(sorted(serving)) or 'none'}) "
+                         f"and was never rolled back from; give --to VERSION")
+    return max(candidates, key=int)
 
 
 def _target_release(ctx: RunContext, version: dict[str, Any], deployed: dict[str, Any], registered: str,
@@ -190,6 +252,33 @@ def _canary_backends(route: dict[str, Any] | None, service: str) -> list[dict[st
 
 
 # --- steps ----------------------------------------------------------------------------------------------------
+
+def _mark_plan(ctx: RunContext) -> Change | None:
+    f = ctx.facts
+    if not f["rolled_back_from"]:
+        return None
+    versions = ", ".join(f["rolled_back_from"])
+    return Change(f"mark version {versions} of {f['registered_model']} as rolled back from (tag {ROLLED_BACK_TAG}: "
+                  f"this run, to version {f['target_version']}), so no rollback chooses it as known-good again",
+                  {v: (m or {}).get("run_id") for v, m in f["marked"].items()},
+                  {v: f"rolled back to {f['target_version']} by this run" for v in f["rolled_back_from"]})
+
+
+def _marked(ctx: RunContext) -> bool:
+    f = ctx.facts
+    registry = _b(ctx).registry
+    return all((_rolled_back(registry.version(f["registered_model"], v)) or {}).get("run_id") == ctx.run_id
+               for v in f["rolled_back_from"])
+
+
+def _mark_rolled_back(ctx: RunContext) -> dict[str, Any]:
+    f = ctx.facts
+    marker = json.dumps({"run_id": ctx.run_id, "to": f["target_version"], "at": time.time(), "by": operator()},
+                        sort_keys=True)
+    for version in f["rolled_back_from"]:
+        _b(ctx).registry.set_version_tag(f["registered_model"], version, ROLLED_BACK_TAG, marker)
+    return {"marked": f["rolled_back_from"], "tag": ROLLED_BACK_TAG}
+
 
 def _alias_plan(ctx: RunContext) -> Change | None:
     f = ctx.facts
@@ -410,8 +499,11 @@ ROLLBACK = Runbook(
     summary=__doc__.split("\n\n")[1].replace("\n", " "),
     params=(
         Param("service", "the model to roll back, as named in the stack config (e.g. chat)"),
-        Param("to", "the registry version to return to (default: last-known-good, else the newest validated)",
+        Param("to", "the registry version to return to (default: last-known-good, else the newest validated version "
+              "older than what serves that was never rolled back from); must be older than what serves and validated",
               parse=_parse_version, required=False),
+        Param("force", "roll to --to even if it is newer than what serves, not validated, or was rolled back from",
+              parse=switch, required=False, switch=True),
     ),
     prepare=prepare,
     lock_target=lambda ctx: f"serving/{ctx.params['service']}",
@@ -419,6 +511,9 @@ ROLLBACK = Runbook(
     signals=signals,
     connect=connect,
     steps=(
+        Step("mark-rolled-back", "Mark the version being rolled back from in the registry (tag "
+             f"`{ROLLED_BACK_TAG}` with this run's id and target), so no later rollback chooses it as known-good.",
+             plan=_mark_plan, check=_marked, action=_mark_rolled_back, verify=_marked, timeout_seconds=60),
         Step("move-production-alias", "Move the registry's `production` alias back to the known-good version.",
              plan=_alias_plan, check=_alias_in_place, action=_move_alias, verify=_alias_in_place, timeout_seconds=60),
         Step("patch-deployment",

@@ -102,11 +102,19 @@ class RollbackDrill:
         return self
 
     def stop(self) -> None:
-        for thing in reversed(self._started):
+        """Stop everything started so far, last first (also after a start that failed half way); idempotent."""
+        while self._started:
+            thing = self._started.pop()
             try:
                 thing.stop()
             except Exception:  # noqa: BLE001 - stop the rest regardless
                 pass
+
+    def describe(self) -> str:
+        """What runs where, for the operator (and for a test that checks it is all gone afterwards)."""
+        return (f"Prometheus {self.prometheus.url} (pid {self.prometheus.process.pid}), Pushgateway "
+                f"{self.pushgateway.url} (pid {self.pushgateway.process.pid}), Kubernetes API {self.k8s.url}, "
+                f"moto {self.aws_endpoint}, MLflow store {self.registry.uri}; directory {self.workdir}")
 
     def __enter__(self) -> RollbackDrill:
         return self.start()
@@ -158,11 +166,12 @@ class RollbackDrill:
             client.delete_registered_model_alias(REGISTERED_MODEL, "last-known-good")
         except Exception:  # noqa: BLE001 - absent is what we want
             pass
+        for version in client.search_model_versions(f"name='{REGISTERED_MODEL}'"):
+            if "llmops.rolled_back" in version.tags:  # a rollback's marker: the next run starts unmarked
+                client.delete_model_version_tag(REGISTERED_MODEL, version.version, "llmops.rolled_back")
         self.registry.reset_alias_writes()
         self.notifications()  # drain (moto delivers SNS to SQS synchronously)
-        ddb = self._aws("dynamodb")
-        for item in ddb.scan(TableName=LOCK_TABLE).get("Items", []):
-            ddb.delete_item(TableName=LOCK_TABLE, Key={"lock_key": item["lock_key"]})
+        self.clear_locks()
         self.k8s_patch_baseline = self.k8s.patches(f"/deployments/{SERVICE}")
         self.route_patch_baseline = self.k8s.patches(f"/httproutes/{SERVICE}")
         stacks = self._fresh_dir("stacks")
@@ -235,6 +244,12 @@ class RollbackDrill:
             for message in messages:
                 found.append(json.loads(message["Body"]))
                 sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def clear_locks(self) -> None:
+        """Every lock gone, as when a crashed run's lock expires."""
+        ddb = self._aws("dynamodb")
+        for item in ddb.scan(TableName=LOCK_TABLE).get("Items", []):
+            ddb.delete_item(TableName=LOCK_TABLE, Key={"lock_key": item["lock_key"]})
 
     def lock_items(self) -> list[dict[str, Any]]:
         return self._aws("dynamodb").scan(TableName=LOCK_TABLE).get("Items", [])
