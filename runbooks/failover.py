@@ -9,6 +9,10 @@ falls back to the source if the target fails), wait until the change is in sync,
 answers with the target's endpoints, and pin the active region in the stack file so the next `pulumi
 up` keeps it. `--failback` moves traffic back to the stack's primary region with the same checks.
 
+The swap also writes a TXT record `_llmops-failover.<domain>` (in the same atomic batch) saying which
+region traffic left, and which run moved it; a later plain failover refuses to move traffic back to that
+region -- that is a failback, and needs `--failback`, which removes the record.
+
 The runbook reaches Route53, S3, the clusters and the registry through runbooks/adapters.
 """
 
@@ -41,6 +45,21 @@ from runbooks.stack_file import edit_stack_file
 from runbooks.targets import require
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MARKER_PREFIX = "_llmops-failover"
+
+
+def marker_name(domain: str) -> str:
+    """The TXT record that remembers the last failover: which region traffic left, to where, by which run."""
+    return f"{MARKER_PREFIX}.{domain}"
+
+
+def _read_marker(ctx: RunContext, zone: str, domain: str) -> dict[str, str] | None:
+    records = _b(ctx).dns.record_sets(zone, marker_name(domain), "TXT")
+    if not records:
+        return None
+    value = (records[0].get("ResourceRecords") or [{}])[0].get("Value", "").strip('"')
+    fields = dict(part.split("=", 1) for part in value.split() if "=" in part)
+    return {**fields, "record": records[0]} if "from" in fields else None
 
 
 @dataclass
@@ -110,6 +129,11 @@ def prepare(ctx: RunContext) -> None:
         if region not in failover_targets.regions:
             raise InputError(f"stacks/targets/{ctx.environment}.yaml: failover.regions has no {region}")
     records = _records(ctx, stack, failover_targets.hosted_zone_id)
+    marker = _read_marker(ctx, failover_targets.hosted_zone_id, stack.serving.domain)
+    if marker and marker["from"] == target and not p.get("failback"):
+        raise InputError(f"--to {target}: traffic was moved away from {target} by failover run {marker.get('run')} "
+                         f"(at {marker.get('at')}); moving it back is a failback: run with --failback (the same "
+                         "readiness checks, and it removes the pin)")
     primaries = {r["primary"] for r in records.values()}
     if primaries != {source}:
         raise InputError(f"--from {source}: traffic is not there; the PRIMARY records are in "
@@ -117,6 +141,7 @@ def prepare(ctx: RunContext) -> None:
                          + (" (already failed over)" if primaries == {target} else ""))
     ctx.facts.update({"source": source, "target": target, "primary": stack.regions.primary,
                       "zone": failover_targets.hosted_zone_id, "records": records,
+                      "marker_name": marker_name(stack.serving.domain), "failback": bool(p.get("failback")),
                       "namespace": failover_targets.regions[target].kubernetes.namespace,
                       "expected": {name: (r["values"][target] or [None])[0] for name, r in records.items()}})
     ctx.facts["readiness"] = _readiness(ctx, stack)  # raises PreconditionFailed, naming what is not ready
@@ -243,8 +268,10 @@ def _shifted(ctx: RunContext) -> bool:
 def _shift_plan(ctx: RunContext) -> Change:
     f = ctx.facts
     names = sorted(f["records"])
-    return Change(f"make {f['target']} PRIMARY and {f['source']} SECONDARY for {', '.join(names)} (one atomic "
-                  "Route53 change; Route53 still falls back to the source if the target fails)",
+    remember = (f"remove the failover record {f['marker_name']}" if f["failback"] else
+                f"record in TXT {f['marker_name']} that traffic left {f['source']}, so only --failback moves it back")
+    return Change(f"make {f['target']} PRIMARY and {f['source']} SECONDARY for {', '.join(names)}, and {remember} "
+                  "(one atomic Route53 change; Route53 still falls back to the source if the target fails)",
                   {n: {f["source"]: "PRIMARY", f["target"]: "SECONDARY"} for n in names},
                   {n: {f["source"]: "SECONDARY", f["target"]: "PRIMARY"} for n in names})
 
@@ -258,10 +285,24 @@ def _shift(ctx: RunContext) -> dict[str, Any]:
             record = {k: v for k, v in current[region].items() if k in (
                 "Name", "Type", "SetIdentifier", "TTL", "ResourceRecords", "HealthCheckId", "AliasTarget")}
             changes.append({"Action": "UPSERT", "ResourceRecordSet": {**record, "Failover": role}})
+    changes += _marker_changes(ctx)
     deadline = min(ctx.deadline, time.monotonic() + ctx.targets.failover.change_timeout_seconds)
     change_id = dns.change(f["zone"], changes, f"llmops failover {f['source']} -> {f['target']} ({ctx.run_id})")
     dns.wait_insync(change_id, deadline, ctx.targets.failover.poll_seconds)
     return {"change_id": change_id, "records": len(changes), "at": time.time()}
+
+
+def _marker_changes(ctx: RunContext) -> list[dict[str, Any]]:
+    """Record the move (a failover) or forget it (a failback), in the same batch as the swap."""
+    f = ctx.facts
+    current = _b(ctx).dns.record_sets(f["zone"], f["marker_name"], "TXT")
+    if f["failback"]:
+        return [{"Action": "DELETE", "ResourceRecordSet": {k: v for k, v in record.items() if k in (
+            "Name", "Type", "TTL", "ResourceRecords")}} for record in current]
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    value = f'"from={f["source"]} to={f["target"]} run={ctx.run_id} at={at}"'
+    return [{"Action": "UPSERT", "ResourceRecordSet": {"Name": f["marker_name"] + ".", "Type": "TXT", "TTL": 300,
+                                                        "ResourceRecords": [{"Value": value}]}}]
 
 
 def _answers(ctx: RunContext) -> dict[str, Any]:

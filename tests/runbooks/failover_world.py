@@ -171,6 +171,15 @@ class FailoverWorld(RunbookWorld):
         return [r for r in self.route53.list_resource_record_sets(HostedZoneId=self.zone)["ResourceRecordSets"]
                 if r["Type"] == "CNAME"]
 
+    def marker(self) -> str | None:
+        """The failover marker's value without its time (None: no marker)."""
+        found = self.route53.list_resource_record_sets(HostedZoneId=self.zone, StartRecordName=f"_llmops-failover.{DOMAIN}.",
+                                                       StartRecordType="TXT", MaxItems="1")["ResourceRecordSets"]
+        found = [r for r in found if r["Name"] == f"_llmops-failover.{DOMAIN}." and r["Type"] == "TXT"]
+        if not found:
+            return None
+        return " ".join(p for p in found[0]["ResourceRecords"][0]["Value"].strip('"').split() if not p.startswith("at="))
+
     def active_region(self) -> str | None:
         document = yaml.safe_load(self.stack_file.read_text())
         return document["config"]["llmops:failover"].get("activeRegion")

@@ -73,6 +73,26 @@ def test_failover_and_failback_move_dns_and_pin_the_stack(world):
     back = world.cli("--failback", "--yes")
     assert back.returncode == 0, back.stdout + back.stderr
     assert world.roles() == PRIMARY_ON_EAST and world.active_region() is None
+    assert world.marker() is None  # a failback forgets the move
+
+
+def test_a_plain_failover_never_moves_traffic_back_to_the_region_it_left(world):
+    done = world.cli("--from", "us-east-1", "--to", "us-west-2", "--yes", "--output", "json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    run_id = json.loads(done.stdout)["run_id"]
+    assert world.marker() == f"from=us-east-1 to=us-west-2 run={run_id}"
+    # Run again as a tired on-call engineer might (defaults: from where traffic is, to the other region) -- or
+    # name the regions: both would be a failback, which must be asked for.
+    for args in ([], ["--from", "us-west-2", "--to", "us-east-1"]):
+        refused = world.cli(*args, "--yes")
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert (f"--to us-east-1: traffic was moved away from us-east-1 by failover run {run_id}" in refused.stderr
+                and "run with --failback" in refused.stderr)
+        assert world.roles() == PRIMARY_ON_WEST
+    back = world.cli("--failback", "--yes")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert world.roles() == PRIMARY_ON_EAST and world.marker() is None
+    assert world.cli("--from", "us-east-1", "--to", "us-west-2", "--dry-run").returncode == 0  # a new failover is fine
 
 
 @pytest.mark.parametrize("breakage, message", [
