@@ -108,10 +108,10 @@ def prepare(ctx: RunContext) -> None:
                              "mode": "rollback" if p.get("rollback") else "rebuild"}
     if p.get("rollback"):
         current = version_number(index, live) if live else None
-        older = [n for n, name in versions.items() if current is not None and n < current
-                 and store.metadata(name).get("complete")]
+        older = [n for n, name in versions.items() if current is not None and n < current and _fit(store.metadata(name))]
         if not older:
-            raise InputError(f"--rollback: {index} has no complete version older than {live or 'nothing'} to go back to")
+            raise InputError(f"--rollback: {index} has no complete version older than {live or 'nothing'} to go back to "
+                             "that validation did not refuse and no rollback moved away from")
         facts["target"] = versions[max(older)]
         facts["target_fingerprint"] = store.metadata(facts["target"]).get("fingerprint")
     else:
@@ -122,6 +122,12 @@ def prepare(ctx: RunContext) -> None:
         facts.update({"bucket": bucket, "prefix": prefix, "config": config, "target": version_name(
             index, max(versions, default=0) + 1), "golden_queries": len(golden), "dimension": embedder.dimension})
     ctx.facts.update(facts)
+
+
+def _fit(metadata: dict[str, Any]) -> bool:
+    """A version a rollback may return to: built completely, not refused by validation, not rolled back from."""
+    return bool(metadata.get("complete")) and (metadata.get("validation") or {}).get("status") != "refused" \
+        and not metadata.get("rolled_back")
 
 
 def _embedder(ctx: RunContext, config: dict[str, Any]) -> Any:
@@ -238,7 +244,9 @@ def _validate(ctx: RunContext) -> dict[str, Any]:
             findings.append(f"{len(missing)} corpus document(s) not indexed, e.g. {', '.join(missing[:3])}")
         result.update({"recall_candidate": candidate, "recall_live": live_recall, "golden_queries": len(golden),
                        "documents_indexed": len(indexed), "documents_in_corpus": len(wanted)})
-    if findings:
+    verdict = {"status": "refused" if findings else "passed", "run_id": ctx.run_id, "findings": findings}
+    store.update_metadata(f["target"], {**store.metadata(f["target"]), "validation": verdict})
+    if findings:  # marked: no rollback returns to it, and the next rebuild retires it first
         raise StepFailed(f"{f['target']} is not fit to serve; the alias stays on {f['live']}: " + "; ".join(findings))
     ctx.facts["validation"] = result
     return {**result, "at": time.time()}
@@ -267,6 +275,9 @@ def _flip(ctx: RunContext) -> dict[str, Any]:
     now = store.live(f["index"])
     if now not in (f["live"], f["target"]):
         raise WorldChanged(f"alias {f['index']} points at {now}, not {f['live']} as planned; re-plan")
+    if not _rebuild(ctx) and f["live"]:  # a rollback: the version it leaves is never returned to by a rollback
+        store.update_metadata(f["live"], {**store.metadata(f["live"]),
+                                          "rolled_back": {"run_id": ctx.run_id, "to": f["target"], "at": time.time()}})
     store.flip(f["index"], f["target"])
     return {"alias": f["index"], "from": f["live"], "to": f["target"], "at": time.time()}
 
@@ -277,7 +288,10 @@ def _to_retire(ctx: RunContext) -> list[str]:
     live = store.live(f["index"])
     keep_after = ctx.targets.retrieval.keep_versions
     older = sorted((n for n, name in versions.items() if name != live and name != f["target"]), reverse=True)
-    return [versions[n] for n in older[keep_after:]]
+    # Versions no rollback may return to (refused, rolled back from) go first; they never take a kept slot.
+    unfit = [n for n in older if not _fit(store.metadata(versions[n]))]
+    fit = [n for n in older if n not in unfit]
+    return [versions[n] for n in unfit + fit[keep_after:]]
 
 
 def _retire_plan(ctx: RunContext) -> Change | None:

@@ -68,6 +68,27 @@ def test_a_worse_candidate_is_refused_and_the_alias_stays(world):
     assert world.state()["live"] == "docs--v1"
 
 
+def test_rollback_never_returns_to_a_version_validation_refused(world):
+    assert world.reindex().returncode == 0  # docs--v1, live
+    gone = [k["Key"] for k in world.s3.list_objects_v2(Bucket=world.bucket, Prefix="docs/")["Contents"][::2]]
+    for key in gone:
+        world.s3.delete_object(Bucket=world.bucket, Key=key)
+    assert world.cli("--index", INDEX, "--corpus", world.corpus, "--yes").returncode == 1  # docs--v2 refused
+    verdict = world.state()["metadata"]["docs--v2"]["validation"]
+    assert verdict["status"] == "refused" and any(f.startswith("recall@") for f in verdict["findings"])
+    for marker in world.s3.list_object_versions(Bucket=world.bucket, Prefix="docs/").get("DeleteMarkers", []):
+        world.s3.delete_object(Bucket=world.bucket, Key=marker["Key"], VersionId=marker["VersionId"])  # restored
+    assert world.reindex().returncode == 0  # docs--v3, live; the refused version retired before any kept one
+    assert world.state()["live"] == "docs--v3" and "docs--v2" not in world.state()["versions"].values()
+    back = world.cli("--index", INDEX, "--rollback", "--yes")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert world.state()["live"] == "docs--v1"
+    assert world.state()["metadata"]["docs--v3"]["rolled_back"]["to"] == "docs--v1"
+    # v3 was rolled back from and v2 is gone: there is nothing left to roll back to.
+    again = world.cli("--index", INDEX, "--rollback", "--yes")
+    assert again.returncode == 2 and "no complete version older than docs--v1" in again.stderr
+
+
 def test_a_config_version_the_serving_path_does_not_use_is_reported_and_refused(world):
     result = world.cli("--index", INDEX, "--corpus", world.corpus, "--config", "v-small", "--yes")
     assert result.returncode == 1
