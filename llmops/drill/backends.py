@@ -14,6 +14,7 @@ import asyncio
 import json
 import random
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -24,6 +25,36 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+
+def _prctl() -> Any:
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _prctl()  # resolved here, not in the forked child: a child of a threaded process must not import
+
+
+def die_with_parent() -> None:
+    """For a server process we start: on Linux, the kernel sends it SIGTERM when we die, even by SIGKILL, so a
+    crashed drill or test leaves no server listening. Elsewhere (no prctl), `stop` is the only way."""
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL if it has not gone within 10 s; always reaped."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
 
 
 def free_port() -> int:
@@ -123,6 +154,7 @@ class RolloutController:
     def __init__(self, k8s: KubernetesApi, namespace: str, name: str, delay: float = 0.3) -> None:
         self.k8s, self.namespace, self.name, self.delay = k8s, namespace, name, delay
         self._stop = threading.Event()
+        self._held = False
         self._seen: str | None = None
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -141,7 +173,9 @@ class RolloutController:
                 elif key != self._seen:
                     self._seen = key
                     self.k8s.apps.patch_namespaced_deployment_status(self.name, self.namespace, {"status": {"updatedReplicas": 0}})
-                    time.sleep(self.delay)
+                    until = time.monotonic() + self.delay
+                    while (self._held or time.monotonic() < until) and not self._stop.wait(0.02):
+                        pass
                     deployment = self.k8s.apps.read_namespaced_deployment(self.name, self.namespace)
                     replicas = deployment.spec.replicas or 1
                     self.k8s.apps.patch_namespaced_deployment_status(self.name, self.namespace, {"status": {
@@ -155,6 +189,14 @@ class RolloutController:
 
     def reset(self) -> None:
         self._seen = None
+        self._held = False
+
+    def hold(self) -> None:
+        """Rollouts that start from now on stay in progress until `release` (a stuck rollout, on demand)."""
+        self._held = True
+
+    def release(self) -> None:
+        self._held = False
 
     def stop(self) -> None:
         self._stop.set()
@@ -250,7 +292,7 @@ class PrometheusServer:
         self.process = subprocess.Popen(
             [self.binary, f"--config.file={self.workdir / 'prometheus.yml'}", f"--storage.tsdb.path={self.workdir / 'data'}",
              f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=1h"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.workdir)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.workdir, preexec_fn=die_with_parent)
         wait_until(lambda: http_ready(f"{self.url}/-/ready"), 30, "Prometheus to be ready")
         return self
 
@@ -261,8 +303,7 @@ class PrometheusServer:
             return json.load(r)["data"]["result"]
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
+        stop_process(self.process)
 
 
 class ModelRegistryStore:
@@ -318,7 +359,7 @@ class PushgatewayServer:
         # Debian's build persists to /var/lib/prometheus by default: every instance would share (and keep) one
         # store. In memory only, each drill and test starts empty.
         self.process = subprocess.Popen([self.binary, f"--web.listen-address=127.0.0.1:{self.port}", "--persistence.file="],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
         wait_until(lambda: http_ready(f"{self.url}/-/ready"), 30, "the Pushgateway to be ready")
         return self
 
@@ -327,5 +368,4 @@ class PushgatewayServer:
             return response.read().decode()
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
+        stop_process(self.process)
