@@ -308,3 +308,15 @@ def test_missing_aws_credentials_are_unreachable_and_nothing_changes(drill, tmp_
     assert "AWS unreachable" in result.stderr and "nothing was changed" in result.stderr
     assert "Traceback" not in result.stderr
     assert drill.registry.alias_writes() == 0 and drill.run_ids() == []
+
+
+@pytest.mark.parametrize("where", ["audit", "evidence"])
+def test_an_unwritable_record_location_is_refused_before_the_alias_moves(drill, where):
+    blocker = drill.workdir / "blocker"
+    blocker.write_text("a file where a directory should be: unwritable, even for root")
+    drill.write_targets(**{where: {"uri": str(blocker / where)}})
+    result = run_cli(drill, "rollback", "--env", "drill", "--service", SERVICE, "--yes")
+    assert result.returncode == 1, result.stderr
+    assert "is not writable" in result.stderr and "nothing was changed" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert drill.registry.alias_writes() == 0 and drill.deployment_patches() == 0 and drill.lock_items() == []
