@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import io
 
 import pytest
 
-import io
-
 from llmops.pii.corpus import generate
-from llmops.pii.detectors import ENTITY_TYPES, Engine, card_number, detect, luhn, valid_iban, valid_ssn
-from llmops.pii.scanner import Summary, blocks, scan_file, scan_lines, scan_stream
+from llmops.pii.detectors import (ENTITY_TYPES, Engine, card_number, default_engine, detect, luhn, valid_iban,
+                                  valid_ssn)
+from llmops.pii.scanner import Summary, blocks, locate, scan_file, scan_lines, scan_stream
 
 
 @pytest.fixture(scope="module", params=[True, False], ids=["jsonl", "plain"])
@@ -114,3 +114,90 @@ def test_summary_counts_lines_bytes_and_affected_files(tmp_path):
     assert len(findings) == 1 and findings[0].line == 2
     assert (summary.lines, summary.bytes, summary.files) == (3, path.stat().st_size, 1)
     assert summary.affected == {str(path)}
+
+
+class Watched(bytes):
+    """Bytes that count how many bytes each search, count, slice or concatenation on them goes over --
+    the work an offset computation or a block cutter does, observed rather than timed."""
+
+    work = 0
+
+    def _span(self, start: int | None, end: int | None) -> int:
+        return len(range(*slice(start, end).indices(len(self))))
+
+    def count(self, sub, start=None, end=None):  # type: ignore[override]
+        Watched.work += self._span(start, end)
+        return super().count(sub, start, end)
+
+    def find(self, sub, start=None, end=None):  # type: ignore[override]
+        Watched.work += self._span(start, end)
+        return super().find(sub, start, end)
+
+    def rfind(self, sub, start=None, end=None):  # type: ignore[override]
+        Watched.work += self._span(start, end)
+        return super().rfind(sub, start, end)
+
+    def __getitem__(self, key):  # type: ignore[override]
+        value = super().__getitem__(key)
+        if isinstance(key, slice):
+            Watched.work += len(value)
+        return value
+
+    def __add__(self, other):  # type: ignore[override]
+        Watched.work += len(self) + len(other)
+        return Watched(bytes(self) + other)
+
+
+def long_line(megabytes: float, seed: int = 13) -> tuple[str, list[tuple[int, int, str]]]:
+    """One line of plain corpus lines joined by ' é ' (so characters and bytes differ), with its labels."""
+    text, labels, size = "", [], int(megabytes * 1e6)
+    pieces = []
+    for line, found in generate(10**9, seed=seed, jsonl=False, density=0.8):
+        offset = sum(len(p) for p in pieces)
+        labels += [(offset + l.start, offset + l.end, l.entity_type) for l in found]
+        pieces.append(line + " é ")
+        if offset > size:
+            break
+    text = "".join(pieces)
+    return text, labels
+
+
+def test_offsets_on_a_multi_megabyte_line_across_many_blocks():
+    line, labels = long_line(3)
+    data = ("first line, mail a@example.org\n" + line + "\nlast line 415-555-0132\n").encode()
+    findings = list(scan_stream("x", io.BytesIO(data), block_size=64 * 1024))  # the line spans ~50 blocks
+    assert (findings[0].line, findings[0].entity_type) == (1, "EMAIL_ADDRESS")
+    assert (findings[-1].line, findings[-1].start, findings[-1].end) == (3, 10, 22)
+    assert [(f.start, f.end, f.entity_type) for f in findings[1:-1]] == labels
+    assert {f.line for f in findings[1:-1]} == {2}
+
+
+def test_offsets_are_computed_without_rescanning_the_line_for_each_finding():
+    line, labels = long_line(1)
+    data = ("short first line\n" + line + "\n").encode()
+    matches = default_engine().find(data)
+    assert len(matches) == len(labels) > 2000
+    Watched.work = 0
+    located = list(locate(Watched(data), matches, first_line=1))
+    assert [(l.line, l.start, l.end) for l in located] == [(2, a, b) for a, b, _ in labels]
+    # Each byte looked at a bounded number of times: not once per finding before it on the line.
+    assert Watched.work <= 3 * len(data), f"{Watched.work / len(data):.0f} passes over the data"
+
+
+def test_a_line_longer_than_a_block_is_carried_without_re_reading_it():
+    line = ("x" * 999 + " ") * 2000 + "\n"  # 2 MB, one line, block size 4 KB: 500 blocks before its newline
+    data = (line + "next\n").encode()
+
+    class Chunks:
+        def __init__(self) -> None:
+            self.at = 0
+
+        def read(self, size: int) -> bytes:
+            chunk = Watched(data[self.at:self.at + size])
+            self.at += len(chunk)
+            return chunk
+
+    Watched.work = 0
+    cut = list(blocks(Chunks(), size=4096))
+    assert b"".join(cut) == data and all(c.endswith(b"\n") for c in cut)
+    assert Watched.work <= 3 * len(data), f"{Watched.work / len(data):.0f} passes over the data"
