@@ -137,13 +137,17 @@ def _start(extra: str = "", word: str = r"\w") -> str:
 
 _END = rb"(?![\w@/-])"
 
+# A value ends where no word character follows -- nor a dot and a word character (a sixth part of a
+# dotted number); a dot then a space, a quote or the end is a sentence's full stop, not part of it.
+_STOP = r"(?!\w|\.\w)"
+
 _PHONE = (
     # North American: (415) 555-0132, 415-555-0132, 415.555.0132, +1 415 555 0132
-    _start(".+/-") + r"(?:\+1[ .-]?)?(?:\(\d{3}\)[ .-]?|(?<!\d[ -])\d{3}[ .-])\d{3}[ .-]\d{4}(?![\w.-])(?![ -]\d)"
+    _start(".+/-") + r"(?:\+1[ .-]?)?(?:\(\d{3}\)[ .-]?|(?<!\d[ -])\d{3}[ .-])\d{3}[ .-]\d{4}(?!-)" + _STOP + r"(?![ -]\d)"
     # International with a country code: +44 20 7946 0958, +91 98014 73691, +33 1 1598 0595
-    + "|" + _start(".+/-") + r"\+\d{1,3}(?:[ .-]?(?:\(\d{1,5}\)|\d{1,5})){2,5}(?![\w.-])(?![ -]\d)"
+    + "|" + _start(".+/-") + r"\+\d{1,3}(?:[ .-]?(?:\(\d{1,5}\)|\d{1,5})){2,5}(?!-)" + _STOP + r"(?![ -]\d)"
     # E.164 without separators: +14155550132
-    + "|" + _start(".+/-") + r"\+\d{10,14}(?![\w.-])"
+    + "|" + _start(".+/-") + r"\+\d{10,14}(?!-)" + _STOP
 )
 
 
@@ -175,10 +179,13 @@ DETECTORS: tuple[Detector, ...] = (
     Detector("US_SSN", "ssn", rb"\d{3}-\d{2}-\d{4}", _re(_start(".@/+-") + r"\d{3}-\d{2}-\d{4}(?![\w@/-])"),
              before=2, after=2, validate=valid_ssn),
     Detector("IP_ADDRESS", "ipv4", rb"(?:^|[^\d.])\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?:[^\w.]|\.[^\w]|\.?$)",
-             _re(_start(".@/+-") + r"(?:\d{1,3}\.){3}\d{1,3}(?![\w.])"), before=4, after=4, validate=valid_ipv4),
+             _re(_start(".@/+-") + r"(?:\d{1,3}\.){3}\d{1,3}" + _STOP), before=4, after=4, validate=valid_ipv4),
     Detector("IP_ADDRESS", "ipv6",
              rb"::[0-9A-Fa-f]|[0-9A-Fa-f]::|(?:[0-9A-Fa-f]{1,4}:){6}[0-9A-Fa-f]", _re(
-                 _start(":.") + r"(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])"),
+                 # After a colon only when a label ends there (`ip:fe80::1`), never inside an address; it
+                 # starts with a digit or `::` and ends with a digit or `::`, so a colon on either side
+                 # can be punctuation (`ip: ::1: ok`).
+                 r"(?:" + _start(":.") + r"|(?<=[^0-9A-Fa-f:.\\]:))(?!:[^:])(?:[0-9A-Fa-f]{0,4}:){1,7}(?:[0-9A-Fa-f]{1,4}|:)(?!\w|:[\w:])"),
              before=42, after=42, validate=valid_ipv6),
     Detector("PHONE_NUMBER", "phone", rb"\+\d[\d .()-]{7,}\d(?:\D|$)|\(\d{3}\)[ .-]?\d{3}[ .-]\d{4}(?:[^\w.-]|\.[^\w]|\.?$)"
              rb"|(?:^|\D)\d{3}[ .-]\d{3}[ .-]\d{4}(?:[^\w.-]|\.[^\w]|\.?$)", _re(_PHONE),

@@ -201,3 +201,51 @@ def test_a_line_longer_than_a_block_is_carried_without_re_reading_it():
     cut = list(blocks(Chunks(), size=4096))
     assert b"".join(cut) == data and all(c.endswith(b"\n") for c in cut)
     assert Watched.work <= 3 * len(data), f"{Watched.work / len(data):.0f} passes over the data"
+
+
+SAMPLES = {
+    "EMAIL_ADDRESS": ["jane.doe@example.com"],
+    "PHONE_NUMBER": ["+33 1 58 37 92 98", "+1 415 555 0132", "(415) 555-0132", "415-555-0132", "415.555.0132",
+                     "+14155550132", "+44 20 7946 0958", "+91 98014 73691"],
+    "CREDIT_CARD": ["4111 1111 1111 1111", "4111-1111-1111-1111", "4111111111111111", "378282246310005"],
+    "US_SSN": ["123-45-6789"],
+    "IP_ADDRESS": ["10.20.30.40", "2001:db8::1:2:3", "2001:db8:85a3:0:0:8a2e:370:7334", "fe80::1"],
+    "IBAN_CODE": ["GB82 WEST 1234 5698 7654 32", "DE89370400440532013000"],
+    "AWS_ACCESS_KEY": ["AKIAIOSFODNN7EXAMPLE"],
+    "JWT": ["eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"],
+}
+RIGHT = [". Thanks", ".", ".\n", ", then", "; then", ": yes", ":", ")", "! ok", "? ok", '"', "'", "]", "}", ">",
+         "...", ".\\n"]
+LEFT = ["is ", "(", '"', "'", ": ", ":", "[", "<", "=", ",", "\t", "\\n"]
+
+
+@pytest.mark.parametrize("entity_type,value", [(t, v) for t, values in SAMPLES.items() for v in values])
+def test_values_against_ordinary_punctuation_are_found_whole(entity_type, value):
+    missed = []
+    for left in LEFT:
+        for right in RIGHT:
+            text = f"call {left}{value}{right} now"
+            found = [(m.entity_type, text.encode()[m.start:m.end].decode()) for m in detect(text)]
+            if found != [(entity_type, value)]:
+                missed.append((left, right, found))
+    assert not missed, f"{len(missed)} contexts: {missed[:5]}"
+
+
+def test_hard_negatives_stay_quiet_against_punctuation():
+    text = ("version 1.2.3.4.5. Thanks; build 415.555.0132.7, vllm 0.11.2. host 10.0.0.1.5. "
+            "mac 00:1a:2b:3c:4d:5e: ok; at 03:15:01: done. order ORD-2026-000123. std::vector: "
+            "4111 1111 1111 1112. 000-12-3456. (666-12-3456) epoch 1763770000123. +3.6! 12.5.2026: ok")
+    assert detect(text) == []
+
+
+def test_the_corpus_puts_every_entity_type_against_punctuation(corpus):
+    lines, labels = corpus
+    after: dict[str, set[str]] = {}
+    before: dict[str, set[str]] = {}
+    for line, start, end, entity_type in labels:
+        text = lines[line - 1]
+        after.setdefault(entity_type, set()).add(text[end:end + 1])
+        before.setdefault(entity_type, set()).add(text[start - 1:start])
+    for entity_type in ENTITY_TYPES:
+        assert {".", ",", ";", ":", ")", "!", "?"} <= after[entity_type], entity_type
+        assert {"(", " "} <= before[entity_type], entity_type
