@@ -26,6 +26,14 @@ def placeholder(entity_type: str) -> bytes:
     return f"<{entity_type}>".encode()
 
 
+def redact_text(text: str, engine: Engine | None = None) -> str:
+    """A short text -- a path, an object key, an error message -- with each finding replaced by its
+    placeholder (`users/<EMAIL_ADDRESS>/a.jsonl`): how names that may hold personal data are shown."""
+    data = text.encode("utf-8", "surrogateescape")
+    matches = (engine or default_engine()).find(data)
+    return _replace(data, matches).decode("utf-8", "replace") if matches else text
+
+
 @dataclass
 class Redaction:
     lines_changed: int = 0

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import io
 import time
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ class Finding(NamedTuple):  # a tuple: cheap to make, and a dense log has one ev
 @dataclass
 class Summary:
     files: int = 0
+    unreadable: int = 0  # of the files, those that could not be read to their end
     lines: int = 0
     bytes: int = 0
     seconds: float = 0.0
@@ -55,6 +57,7 @@ class Summary:
 
     def add(self, other: Summary) -> None:
         self.files += other.files
+        self.unreadable += other.unreadable
         self.lines += other.lines
         self.bytes += other.bytes
         self.seconds += other.seconds
@@ -62,7 +65,8 @@ class Summary:
         self.affected |= other.affected
 
     def to_dict(self) -> dict:
-        return {"files": self.files, "affected_files": len(self.affected), "lines": self.lines, "bytes": self.bytes,
+        return {"files": self.files, "unreadable_files": self.unreadable, "affected_files": len(self.affected),
+                "lines": self.lines, "bytes": self.bytes,
                 "seconds": round(self.seconds, 3), "mb_per_second": round(self.megabytes_per_second, 2),
                 "findings": sum(self.counts.values()), "counts": dict(sorted(self.counts.items()))}
 
@@ -74,6 +78,20 @@ def open_binary(source: str | Path | IO[bytes]) -> IO[bytes]:
     if buffered.peek(2)[:2] == b"\x1f\x8b":
         return gzip.GzipFile(fileobj=buffered)  # type: ignore[return-value]
     return buffered
+
+
+def read_error(error: BaseException) -> str | None:
+    """Why reading a file failed, in words (never a value from it), when the error is one a damaged,
+    vanished or forbidden input raises -- None for any other error, which is a bug to let through."""
+    if isinstance(error, EOFError):
+        return "truncated gzip: the compressed data ends before its end marker"
+    if isinstance(error, gzip.BadGzipFile):
+        return f"not valid gzip data ({error})"
+    if isinstance(error, zlib.error):
+        return f"corrupt gzip data ({error})"
+    if isinstance(error, OSError):
+        return error.strerror or str(error) or type(error).__name__  # not str(error) first: it repeats the name
+    return None
 
 
 def blocks(stream: IO[bytes], size: int = BLOCK_BYTES) -> Iterator[bytes]:

@@ -3,6 +3,7 @@ Every output is itself scanned: no PII value from the input may appear in it."""
 
 from __future__ import annotations
 
+import ctypes
 import gzip
 import json
 import os
@@ -20,9 +21,21 @@ from llmops.pii.redact import redact_file
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def llmops(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def llmops(*args: str, env: dict[str, str] | None = None, permissions_bind: bool = False) -> subprocess.CompletedProcess:
+    """The CLI in its own process. permissions_bind: file permission bits apply to it even when the tests
+    run as root (chmod 000 is then unreadable, a chmod 555 directory unwritable)."""
     return subprocess.run([sys.executable, "-m", "llmops.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=120)
+                          env={**os.environ, **(env or {})}, timeout=120,
+                          preexec_fn=_drop_permission_overrides if permissions_bind and os.geteuid() == 0 else None)
+
+
+def _drop_permission_overrides() -> None:
+    """In the child, before exec: drop CAP_DAC_OVERRIDE (1) and CAP_DAC_READ_SEARCH (2) from the bounding
+    set, so root's process after exec has them no more and permission bits bind it like any user."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):
+        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
 
 
 def assert_no_pii(*outputs: str) -> None:
@@ -153,3 +166,10 @@ def test_a_scheduled_scan_feeds_the_alerts_through_the_pushgateway(corpus_file, 
     assert sum(float(line.rsplit(" ", 1)[1]) for line in lines) == 2 * expected
     assert 'llmops_pii_scan_last_success_timestamp_seconds{instance="",job="llmops_pii_scan",source="inference-logs"}' in metrics
     assert_no_pii(metrics)
+
+
+def test_scan_help_lists_every_exit_code():
+    result = llmops("pii", "scan", "--help")
+    section = result.stdout.split("exit codes of scan")[1]
+    codes = {int(line.split()[0]) for line in section.splitlines() if line[:3].strip().isdigit()}
+    assert result.returncode == 0 and codes == {0, 1, 2, 4}
