@@ -8,7 +8,9 @@ as placeholders (users/<EMAIL_ADDRESS>/a.jsonl) unless --raw-paths.
 exit codes of scan (the first that applies):
   2  bad usage or input (a missing path, a bucket that does not exist, an empty prefix): nothing scanned
   4  some inputs could not be scanned (each named on stderr); the others were, and their findings are
-     printed -- 4 wins over 1 and 0: a partial scan must never look complete
+     printed -- 4 wins over 5, 1 and 0: a partial scan must never look complete
+  5  --pushgateway: the metrics could not be pushed (URL and reason on stderr); the scan itself was
+     complete and its findings printed -- 5 wins over 1: the alerts did not hear of them
   1  personal data found (a CI gate)
   0  nothing found
 """
@@ -21,7 +23,7 @@ import os
 import sys
 from typing import Any
 
-EXIT_CLEAN, EXIT_FOUND, EXIT_INCOMPLETE = 0, 1, 4
+EXIT_CLEAN, EXIT_FOUND, EXIT_INCOMPLETE, EXIT_PUSH_FAILED = 0, 1, 4, 5
 
 
 def _usage(message: str) -> Exception:
@@ -79,6 +81,13 @@ def _scan(args: argparse.Namespace) -> int:
     from llmops.pii.sources import SourceError, resolve, scan_sources
 
     key, names, show = _key(args), _names(args), _shown(args)
+    if args.pushgateway:
+        from llmops.pii.metrics import gateway_url
+
+        try:
+            gateway_url(args.pushgateway)
+        except ValueError as error:
+            raise _usage(f"--pushgateway {args.pushgateway}: {error}") from None
     try:
         sources = resolve(args.paths, lambda: _s3_client(args))
     except SourceError as error:
@@ -103,17 +112,24 @@ def _scan(args: argparse.Namespace) -> int:
     if total.unreadable:
         print(f"pii: {total.unreadable} of {total.files} input(s) could not be scanned: the scan is incomplete "
               f"(exit {EXIT_INCOMPLETE})", file=sys.stderr)
-    if args.pushgateway:
-        from llmops.pii.metrics import push_scan
-
-        try:
-            push_scan(args.pushgateway, args.source_label or args.paths[0], total.counts, total.bytes)
-        except OSError as error:
-            print(f"pii: could not push metrics to {args.pushgateway}: {error}", file=sys.stderr)
-            return EXIT_FAILED
+    pushed = _push(args, total, show) if args.pushgateway else True
     if total.unreadable:
-        return EXIT_INCOMPLETE  # before EXIT_FOUND: a partial scan must never look complete
+        return EXIT_INCOMPLETE  # before all else: a partial scan must never look complete
+    if not pushed:
+        return EXIT_PUSH_FAILED  # before EXIT_FOUND: the alerts did not hear of what was found
     return EXIT_FOUND if sum(total.counts.values()) else EXIT_CLEAN
+
+
+def _push(args: argparse.Namespace, total: Any, show: Any) -> bool:
+    from llmops.pii.metrics import PushFailed, push_scan
+
+    try:
+        push_scan(args.pushgateway, args.source_label or show(args.paths[0]), total.counts, total.bytes,
+                  complete=not total.unreadable)
+    except PushFailed as error:
+        print(f"pii: could not push metrics to {error}", file=sys.stderr)
+        return False
+    return True
 
 
 def _report(summary: dict[str, Any], verb: str) -> None:
@@ -172,7 +188,8 @@ def add_parsers(commands: Any) -> None:
                   "needs the presidio extra, and is about a thousand times slower")
     scan.add_argument("--names", metavar="SPACY_MODEL", help=names_help)
     scan.add_argument("--pushgateway", metavar="URL",
-                      help="push findings per type, last success and bytes to this Pushgateway (the PII alerts read them)")
+                      help="push findings per type, last success and bytes to this Pushgateway (the PII alerts read "
+                           "them); a scan with inputs it could not read pushes its findings but no last success")
     scan.add_argument("--source-label", metavar="NAME", help="the metrics' source label (default: the first PATH)")
     scan.add_argument("--raw-paths", action="store_true",
                       help="print paths and object keys as they are; by default personal data in them is shown "
