@@ -13,6 +13,13 @@ exit codes of scan (the first that applies):
      complete and its findings printed -- 5 wins over 1: the alerts did not hear of them
   1  personal data found (a CI gate)
   0  nothing found
+
+exit codes of redact (nothing is written unless it exits 0: no copy, no temporary file):
+  2  bad usage or input: no such source, a source or destination that is a directory, a destination
+     that exists (without --force) or cannot be written (a read-only directory)
+  4  the source could not be read to its end (truncated or corrupt gzip, a read error)
+  130  interrupted (Ctrl-C)
+  0  the redacted copy is written
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import sys
 from typing import Any
 
 EXIT_CLEAN, EXIT_FOUND, EXIT_INCOMPLETE, EXIT_PUSH_FAILED = 0, 1, 4, 5
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
 def _usage(message: str) -> Exception:
@@ -142,15 +150,24 @@ def _report(summary: dict[str, Any], verb: str) -> None:
 
 
 def _redact(args: argparse.Namespace) -> int:
-    from llmops.pii.redact import redact_file
+    from llmops.pii.redact import SourceUnreadable, redact_file
 
+    show = _shown(args)
     try:
         result = redact_file(args.source, args.target, overwrite=args.force, names=_names(args))
     except FileNotFoundError as error:
-        raise _usage(f"{error.filename}: no such file") from None
-    except (FileExistsError, ValueError) as error:
-        raise _usage(str(error)) from None
-    _report(result.to_dict(), f"redacted {args.source} -> {args.target},")
+        raise _usage(show(f"{error.filename}: no such file")) from None
+    except IsADirectoryError as error:
+        raise _usage(show(f"{error.filename}: is a directory; expected a file to redact")) from None
+    except (FileExistsError, ValueError) as error:  # ValueError: DestinationError too
+        raise _usage(show(str(error))) from None
+    except SourceUnreadable as error:
+        print(show(f"pii: could not read {error}; nothing was written"), file=sys.stderr)
+        return EXIT_INCOMPLETE
+    except KeyboardInterrupt:
+        print(show(f"pii: interrupted; {args.target} was not written"), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    _report(result.to_dict(), show(f"redacted {args.source} -> {args.target},"))
     return EXIT_CLEAN
 
 
@@ -195,7 +212,8 @@ def add_parsers(commands: Any) -> None:
                       help="print paths and object keys as they are; by default personal data in them is shown "
                            "as placeholders (users/<EMAIL_ADDRESS>/a.jsonl)")
     scan.set_defaults(handler=_scan)
-    redact = pii.add_parser("redact", help="write a redacted copy with typed placeholders (JSON lines stay valid)")
+    redact = pii.add_parser("redact", help="write a redacted copy with typed placeholders (JSON lines stay valid)",
+                            epilog=__doc__.split("\n\n")[3], formatter_class=argparse.RawDescriptionHelpFormatter)
     redact.add_argument("source", metavar="IN")
     redact.add_argument("target", metavar="OUT", help="gzip-compressed when it ends in .gz")
     redact.add_argument("--force", action="store_true", help="replace OUT if it exists (never IN)")

@@ -168,11 +168,12 @@ def test_a_scheduled_scan_feeds_the_alerts_through_the_pushgateway(corpus_file, 
     assert_no_pii(metrics)
 
 
-def test_scan_help_lists_every_exit_code():
-    result = llmops("pii", "scan", "--help")
-    section = result.stdout.split("exit codes of scan")[1]
-    codes = {int(line.split()[0]) for line in section.splitlines() if line[:3].strip().isdigit()}
-    assert result.returncode == 0 and codes == {0, 1, 2, 4, 5}
+@pytest.mark.parametrize("command,expected", [("scan", {0, 1, 2, 4, 5}), ("redact", {0, 2, 4, 130})])
+def test_help_lists_every_exit_code(command, expected):
+    result = llmops("pii", command, "--help")
+    section = result.stdout.split(f"exit codes of {command}")[1]
+    codes = {int(line.split()[0]) for line in section.splitlines() if line[:5].strip().isdigit()}
+    assert result.returncode == 0 and codes == expected
 
 def test_a_push_to_an_unreachable_pushgateway_is_a_clear_error_with_its_own_exit_code(corpus_file):
     import socket
