@@ -102,14 +102,19 @@ def resolve(specs: Sequence[str], s3_client: Callable[[], Any]) -> list[Source]:
             sources += _s3_prefix(spec, s3_client)
             continue
         path = Path(spec)
-        if path.is_dir():
+        try:
+            status = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            if path.is_symlink():
+                raise SourceError(f"{spec}: broken symbolic link (its target does not exist)") from None
+            raise SourceError(f"{spec}: no such file or directory") from None
+        except OSError as error:  # it may exist, but cannot be looked at (a directory on its path is locked)
+            sources.append(_failing(spec, read_error(error) or str(error)))
+            continue
+        if stat.S_ISDIR(status.st_mode):
             sources += _walk(path)
-        elif path.exists():
-            sources.append(_entry(path, named=True))  # named on the command line: a pipe is read as given
-        elif path.is_symlink():
-            raise SourceError(f"{spec}: broken symbolic link (its target does not exist)")
         else:
-            raise SourceError(f"{spec}: no such file or directory")
+            sources.append(_entry(path, named=True))  # named on the command line: a pipe is read as given
     return sources
 
 

@@ -119,6 +119,24 @@ def test_a_file_that_cannot_be_opened_is_reported_and_the_rest_scanned(tmp_path)
     assert f"{tmp_path / 'b.jsonl'}: " in line and "Permission denied" in line and "Traceback" not in result.stderr
 
 
+def test_a_named_file_that_cannot_be_looked_at_does_not_stop_the_others(tmp_path):
+    body, labels = corpus(33)
+    (tmp_path / "a.jsonl").write_bytes(body)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "b.jsonl").write_bytes(body)
+    locked.chmod(0)
+    try:
+        result = llmops("pii", "scan", str(tmp_path / "a.jsonl"), str(locked / "b.jsonl"), "--output", "jsonl",
+                        permissions_bind=True)
+    finally:
+        locked.chmod(0o755)
+    assert result.returncode == EXIT_INCOMPLETE, result.stderr
+    assert findings_by_path(result.stdout) == {str(tmp_path / "a.jsonl"): set(labels)}
+    assert f"could not scan {locked / 'b.jsonl'}: Permission denied" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_s3_objects_that_fail_are_reported_and_the_others_scanned(aws_env):
     s3 = boto3.client("s3", endpoint_url=aws_env)
     s3.create_bucket(Bucket="partial")
