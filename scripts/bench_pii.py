@@ -23,9 +23,10 @@ More cases (--case, repeatable; each must reach 20 MB/s too, Presidio is compare
 - `corpus`: the generated corpus above (the default);
 - `dense`: every line carries an entity (corpus density 1, no prose) or near-miss numbers -- UUIDs,
   digests, versions, amounts, epochs, dotted numbers -- the worst case for the candidate validation;
-- `long-line`: one line of --long-line-mb MB (corpus lines joined by spaces, so entities all along it);
+- `long-line`: one line of --long-line-mb MB: the corpus's lines (same --density and --prose) joined by
+  spaces, so entities all along it -- to compare with `corpus`, the same kind of bytes in lines;
 - `long-lines`: --long-lines-count lines of --long-lines-mb MB each (a 4 MB line is a whole JSON
-  document logged on one line), to compare with the same bytes cut into ordinary lines.
+  document logged on one line), made the same way.
 
     .venv/bin/python scripts/bench_pii.py [--lines 20000] [--presidio-lines 2000] [--runs 5]
                                           [--file PATH] [--json results.json] [--no-presidio]
@@ -137,11 +138,12 @@ def write_dense(path: Path, lines: int) -> tuple[Counter[str], dict[int, Counter
     return total, per_line
 
 
-def write_long_lines(path: Path, count: int, megabytes: float) -> Counter[str]:
-    """`count` lines of `megabytes` MB each: plain corpus lines (density 0.5) joined by spaces."""
+def write_long_lines(path: Path, count: int, megabytes: float, density: float, prose: int) -> Counter[str]:
+    """`count` lines of `megabytes` MB each: the corpus's JSON lines (same seed, density and prose as the
+    corpus case) joined by spaces -- the same kind of bytes as the corpus case, without its newlines."""
     total: Counter[str] = Counter()
     size = int(megabytes * 1e6)
-    pieces = generate(10**9, seed=7, jsonl=False, density=0.5, prose=2)
+    pieces = generate(10**9, seed=7, jsonl=True, density=density, prose=prose)
     with open(path, "w", encoding="utf-8") as out:
         for _ in range(count):
             written = 0
@@ -221,8 +223,9 @@ def prepare(case: str, scratch: Path, args: argparse.Namespace) -> tuple[Path, s
         return path, f"dense log, {args.lines} JSON lines: entities (density 1) and near misses, alternating", \
             labels, per_line
     count, megabytes = (1, args.long_line_mb) if case == "long-line" else (args.long_lines_count, args.long_lines_mb)
-    labels = write_long_lines(path, count, megabytes)
-    return path, f"{count} line(s) of {megabytes:g} MB (plain corpus lines joined by spaces, density 0.5)", labels, None
+    labels = write_long_lines(path, count, megabytes, args.density, args.prose)
+    return path, (f"{count} line(s) of {megabytes:g} MB (corpus lines joined by spaces, density {args.density}, "
+                  f"prose {args.prose})"), labels, None
 
 
 def bench_case(case: str, args: argparse.Namespace, presidio: tuple[str, list[Any], Any] | None) -> dict[str, Any]:
