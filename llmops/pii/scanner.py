@@ -2,7 +2,9 @@
 
 Findings name the file, the 1-based line, and 0-based character offsets within it (end exclusive) --
 never the matched text (at most a keyed hash of it, for de-duplication). Nothing is loaded whole:
-blocks of about a megabyte are read, cut at the last newline, and scanned as bytes.
+blocks of about a megabyte are read, cut at the last newline, and scanned as bytes -- except a line
+longer than a block, which is held whole until its newline. Time is linear in the input, however long
+its lines.
 """
 
 from __future__ import annotations
