@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import IO, Any
 
-from llmops.pii.detectors import detect
 from llmops.pii.redact import redact_stream
+from llmops.pii.redact import redact_text as display  # an object key as records show it
 from llmops.pii.scanner import open_binary
 from llmops.pii.sources import parse_s3_uri, scan_sources
 from runbooks.engine import (
@@ -67,19 +67,6 @@ def connect(targets: Any) -> Backends:
 # --- parameters -------------------------------------------------------------------------------------------
 
 # --- prepare: what is in scope ----------------------------------------------------------------------------
-
-def display(key: str) -> str:
-    """An object key as records show it: any personal data in the key itself replaced by its type."""
-    data = key.encode()
-    matches = detect(data)
-    if not matches:
-        return key
-    out, cursor = [], 0
-    for match in matches:
-        out += [data[cursor:match.start].decode("utf-8", "replace"), f"<{match.entity_type}>"]
-        cursor = match.end
-    return "".join(out) + data[cursor:].decode("utf-8", "replace")
-
 
 def _b(ctx: RunContext) -> Backends:
     return ctx.backends

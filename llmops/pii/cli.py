@@ -1,8 +1,25 @@
 """`llmops pii scan|redact|corpus`: the scanner, the redactor and the labelled corpus from the command line.
 
 Findings never carry the matched text: stdout gets where (path, line, offsets) and what (entity type,
-detector), stderr gets the summary (counts per type, bytes, MB/s). `scan` exits 1 when it found
-anything (so CI can gate on it), 0 when not, 2 on bad input.
+detector); stderr gets one line per input that could not be scanned (path, reason) and the summary
+(counts per type, bytes, MB/s, inputs not scanned). Personal data in paths and object keys is shown
+as placeholders (users/<EMAIL_ADDRESS>/a.jsonl) unless --raw-paths.
+
+exit codes of scan (the first that applies):
+  2  bad usage or input (a missing path, a bucket that does not exist, an empty prefix): nothing scanned
+  4  some inputs could not be scanned (each named on stderr); the others were, and their findings are
+     printed -- 4 wins over 5, 1 and 0: a partial scan must never look complete
+  5  --pushgateway: the metrics could not be pushed (URL and reason on stderr); the scan itself was
+     complete and its findings printed -- 5 wins over 1: the alerts did not hear of them
+  1  personal data found (a CI gate)
+  0  nothing found
+
+exit codes of redact (nothing is written unless it exits 0: no copy, no temporary file):
+  2  bad usage or input: no such source, a source or destination that is a directory, a destination
+     that exists (without --force) or cannot be written (a read-only directory)
+  4  the source could not be read to its end (truncated or corrupt gzip, a read error)
+  130  interrupted (Ctrl-C)
+  0  the redacted copy is written
 """
 
 from __future__ import annotations
@@ -13,7 +30,8 @@ import os
 import sys
 from typing import Any
 
-EXIT_CLEAN, EXIT_FOUND = 0, 1
+EXIT_CLEAN, EXIT_FOUND, EXIT_INCOMPLETE, EXIT_PUSH_FAILED = 0, 1, 4, 5
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
 def _usage(message: str) -> Exception:
@@ -48,57 +66,108 @@ def _s3_client(args: argparse.Namespace) -> Any:
     return boto3.client("s3", region_name=args.region, endpoint_url=args.endpoint_url)
 
 
+def _shown(args: argparse.Namespace) -> Any:
+    """How paths (and messages that name them) are printed: with placeholders for the personal data in
+    them, unless --raw-paths."""
+    if getattr(args, "raw_paths", False):
+        return lambda text: text
+    from functools import lru_cache
+
+    from llmops.pii.redact import redact_text
+
+    return lru_cache(maxsize=4096)(redact_text)
+
+
+def _say(message: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stderr)  # above the progress bar, when there is one
+
+
 def _scan(args: argparse.Namespace) -> int:
     from llmops.pii.scanner import Summary
     from llmops.pii.sources import SourceError, resolve, scan_sources
 
-    key, names = _key(args), _names(args)
+    key, names, show = _key(args), _names(args), _shown(args)
+    if args.pushgateway:
+        from llmops.pii.metrics import gateway_url
+
+        try:
+            gateway_url(args.pushgateway)
+        except ValueError as error:
+            raise _usage(f"--pushgateway {args.pushgateway}: {error}") from None
     try:
         sources = resolve(args.paths, lambda: _s3_client(args))
     except SourceError as error:
-        raise _usage(str(error)) from None
-    except OSError as error:
-        raise _usage(f"{error.filename or ''}: {error.strerror or error}") from None
+        raise _usage(show(str(error))) from None
     total = Summary()
     out = sys.stdout
-    for scanned in scan_sources(sources, workers=args.workers, key=key, progress=True, names=names):
+    for scanned in scan_sources(sources, workers=args.workers, key=key, progress=True, names=names,
+                                keep_going=True, show=show):
         total.add(scanned.summary)
+        path = show(scanned.source.name)
         for finding in scanned.findings:
+            finding = finding._replace(path=path)
             if args.output == "jsonl":
                 out.write(json.dumps(finding.to_dict()) + "\n")
             elif args.output == "text":
                 out.write(f"{finding.path}:{finding.line}:{finding.start}-{finding.end}: {finding.entity_type} "
                           f"({finding.detector}){' ' + finding.fingerprint if finding.fingerprint else ''}\n")
+        if scanned.error:
+            _say(show(f"pii: could not scan {scanned.source.name}: {scanned.error}"))
     out.flush()
     _report(total.to_dict(), "scanned")
-    if args.pushgateway:
-        from llmops.pii.metrics import push_scan
-
-        try:
-            push_scan(args.pushgateway, args.source_label or args.paths[0], total.counts, total.bytes)
-        except OSError as error:
-            print(f"pii: could not push metrics to {args.pushgateway}: {error}", file=sys.stderr)
-            return EXIT_FAILED
+    if total.unreadable:
+        print(f"pii: {total.unreadable} of {total.files} input(s) could not be scanned: the scan is incomplete "
+              f"(exit {EXIT_INCOMPLETE})", file=sys.stderr)
+    pushed = _push(args, total, show) if args.pushgateway else True
+    if total.unreadable:
+        return EXIT_INCOMPLETE  # before all else: a partial scan must never look complete
+    if not pushed:
+        return EXIT_PUSH_FAILED  # before EXIT_FOUND: the alerts did not hear of what was found
     return EXIT_FOUND if sum(total.counts.values()) else EXIT_CLEAN
+
+
+def _push(args: argparse.Namespace, total: Any, show: Any) -> bool:
+    from llmops.pii.metrics import PushFailed, push_scan
+
+    try:
+        push_scan(args.pushgateway, args.source_label or show(args.paths[0]), total.counts, total.bytes,
+                  complete=not total.unreadable)
+    except PushFailed as error:
+        print(f"pii: could not push metrics to {error}", file=sys.stderr)
+        return False
+    return True
 
 
 def _report(summary: dict[str, Any], verb: str) -> None:
     counts = ", ".join(f"{k} {v}" for k, v in summary["counts"].items()) or "nothing found"
     rate = f", {summary['mb_per_second']} MB/s" if "mb_per_second" in summary else ""
     files = f"{summary['files']} file(s), " if "files" in summary else ""
+    if summary.get("unreadable_files"):
+        files = f"{summary['files']} file(s) ({summary['unreadable_files']} could not be scanned), "
     print(f"pii: {verb} {files}{summary['bytes'] / 1e6:.1f} MB{rate}: {counts}", file=sys.stderr)
 
 
 def _redact(args: argparse.Namespace) -> int:
-    from llmops.pii.redact import redact_file
+    from llmops.pii.redact import SourceUnreadable, redact_file
 
+    show = _shown(args)
     try:
         result = redact_file(args.source, args.target, overwrite=args.force, names=_names(args))
     except FileNotFoundError as error:
-        raise _usage(f"{error.filename}: no such file") from None
-    except (FileExistsError, ValueError) as error:
-        raise _usage(str(error)) from None
-    _report(result.to_dict(), f"redacted {args.source} -> {args.target},")
+        raise _usage(show(f"{error.filename}: no such file")) from None
+    except IsADirectoryError as error:
+        raise _usage(show(f"{error.filename}: is a directory; expected a file to redact")) from None
+    except (FileExistsError, ValueError) as error:  # ValueError: DestinationError too
+        raise _usage(show(str(error))) from None
+    except SourceUnreadable as error:
+        print(show(f"pii: could not read {error}; nothing was written"), file=sys.stderr)
+        return EXIT_INCOMPLETE
+    except KeyboardInterrupt:
+        print(show(f"pii: interrupted; {args.target} was not written"), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    _report(result.to_dict(), show(f"redacted {args.source} -> {args.target},"))
     return EXIT_CLEAN
 
 
@@ -121,7 +190,8 @@ def add_parsers(commands: Any) -> None:
         dest="pii_command", required=True)
     scan = pii.add_parser(
         "scan", help="scan files, directories or s3://bucket/prefix (plain, JSON lines, gzip)",
-        description=__doc__.split("\n\n")[1].replace("\n", " "))
+        description=__doc__.split("\n\n")[1], epilog=__doc__.split("\n\n")[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     scan.add_argument("paths", nargs="+", metavar="PATH", help="a file, a directory (recursively) or s3://bucket/prefix")
     scan.add_argument("--output", choices=("text", "jsonl", "none"), default="text",
                       help="findings on stdout: text, jsonl ({path, line, start, end, entity_type, detector}), or none")
@@ -135,10 +205,15 @@ def add_parsers(commands: Any) -> None:
                   "needs the presidio extra, and is about a thousand times slower")
     scan.add_argument("--names", metavar="SPACY_MODEL", help=names_help)
     scan.add_argument("--pushgateway", metavar="URL",
-                      help="push findings per type, last success and bytes to this Pushgateway (the PII alerts read them)")
+                      help="push findings per type, last success and bytes to this Pushgateway (the PII alerts read "
+                           "them); a scan with inputs it could not read pushes its findings but no last success")
     scan.add_argument("--source-label", metavar="NAME", help="the metrics' source label (default: the first PATH)")
+    scan.add_argument("--raw-paths", action="store_true",
+                      help="print paths and object keys as they are; by default personal data in them is shown "
+                           "as placeholders (users/<EMAIL_ADDRESS>/a.jsonl)")
     scan.set_defaults(handler=_scan)
-    redact = pii.add_parser("redact", help="write a redacted copy with typed placeholders (JSON lines stay valid)")
+    redact = pii.add_parser("redact", help="write a redacted copy with typed placeholders (JSON lines stay valid)",
+                            epilog=__doc__.split("\n\n")[3], formatter_class=argparse.RawDescriptionHelpFormatter)
     redact.add_argument("source", metavar="IN")
     redact.add_argument("target", metavar="OUT", help="gzip-compressed when it ends in .gz")
     redact.add_argument("--force", action="store_true", help="replace OUT if it exists (never IN)")

@@ -1,4 +1,5 @@
-"""A labelled corpus of inference-log lines: entities at known offsets, and hard negatives that must
+"""A labelled corpus of inference-log lines: entities at known offsets -- also right against sentence
+punctuation (`my number is +33 1 58 37 92 98. Thanks`, brackets, quotes) -- and hard negatives that must
 not match (Luhn-failing card-like numbers, order ids, timestamps, versions, UUIDs, IPv4 addresses
 beside phone-like text, e-mail-like strings in code). Deterministic for a seed.
 """
@@ -139,6 +140,10 @@ NEGATIVES = [
     lambda r: f"std::vector<int> v; mac {':'.join(f'{r.randint(0, 255):02x}' for _ in range(6))}",
     lambda r: f"sha {r.randbytes(20).hex()} at epoch ms {r.randint(1_700_000_000_000, 1_799_999_999_999)}",
     lambda r: f"score +{r.randint(1, 99)}.{r.randint(0, 9)} vs -{r.randint(1, 9)} over {r.randint(2, 9)} runs",
+    # Against punctuation too: a five-part version before a full stop, a 3-3-5 id in brackets, a time before a colon.
+    lambda r: f"release {'.'.join(str(r.randint(0, 20)) for _ in range(5))}. done",
+    lambda r: f"ids ({r.randint(100, 999)}-{r.randint(100, 999)}-{r.randint(10000, 99999)}), next",
+    lambda r: f"at {r.randint(10, 23)}:{r.randint(10, 59)}:{r.randint(10, 59)}: ok",
 ]
 
 # Free text between the values: what most of a real prompt or completion is.
@@ -164,6 +169,16 @@ TEMPLATES = [
     "wire it to {e} by friday",
     "my key {e} stopped working",
     "token {e} expired",
+    # Values against sentence punctuation ({q} is a double quote, escaped in JSON lines); every template
+    # is followed by ". ", so "my number is {e}" ends in a full stop.
+    "my number is {e}",
+    "reach me at {e}; or not",
+    "write it down: {e}: that one",
+    "is it {e}? please check",
+    "it is {e}! urgent",
+    "see ({e}) again",
+    "the value {q}{e}{q} leaked",
+    "try '{e}', then",
 ]
 
 
@@ -183,7 +198,7 @@ def generate(lines: int, seed: int = 7, jsonl: bool = True, density: float = 0.5
         for _ in range(rng.choice([1, 1, 2]) if rng.random() < density else 0):
             entity_type = rng.choice(types)
             value = IPV6(rng) if entity_type == "IP_ADDRESS" and rng.random() < 0.3 else ENTITIES[entity_type](rng)
-            before, after = rng.choice(TEMPLATES).split("{e}")
+            before, after = rng.choice(TEMPLATES).replace("{q}", '\\"' if jsonl else '"').split("{e}")
             if jsonl and rng.random() < 0.2:
                 before = "\\n"  # the value starts a new line of the prompt
             pieces += [(before, None), (value, entity_type), (after + ". ", None)]

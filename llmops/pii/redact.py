@@ -13,17 +13,24 @@ import json
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from llmops.pii.detectors import Engine, Match, default_engine
-from llmops.pii.scanner import blocks, open_binary
+from llmops.pii.scanner import blocks, open_binary, read_error
 
 
 def placeholder(entity_type: str) -> bytes:
     return f"<{entity_type}>".encode()
+
+
+def redact_text(text: str, engine: Engine | None = None) -> str:
+    """A short text -- a path, an object key, an error message -- with each finding replaced by its
+    placeholder (`users/<EMAIL_ADDRESS>/a.jsonl`): how names that may hold personal data are shown."""
+    data = text.encode("utf-8", "surrogateescape")
+    matches = (engine or default_engine()).find(data)
+    return _replace(data, matches).decode("utf-8", "replace") if matches else text
 
 
 @dataclass
@@ -122,29 +129,78 @@ def redact_stream(source: IO[bytes], target: IO[bytes], *, engine: Engine | None
     return result
 
 
+class DestinationError(ValueError):
+    """The redacted copy cannot be written where asked (the path and why): nothing was written."""
+
+
+class SourceUnreadable(Exception):
+    """The source could not be read to its end (its path and why): nothing was written."""
+
+
+class _Reading:
+    """A source stream whose read errors say so: a SourceUnreadable naming the source, not an OSError
+    that would pass for a failure to write."""
+
+    def __init__(self, stream: IO[bytes], name: Path) -> None:
+        self.stream, self.name = stream, name
+
+    def read(self, size: int) -> bytes:
+        try:
+            return self.stream.read(size)
+        except Exception as error:
+            reason = read_error(error)
+            if reason is None:
+                raise
+            raise SourceUnreadable(f"{self.name}: {reason}") from None
+
+
 def redact_file(source: str | Path, target: str | Path, *, engine: Engine | None = None,
                 overwrite: bool = False, names: Any = None) -> Redaction:
-    """Write a redacted copy of `source` to `target` atomically (a temporary file renamed into place);
-    gzip-compressed when `target` ends in .gz. The source is never changed."""
+    """Write a redacted copy of `source` to `target` atomically (a temporary file beside it, renamed into
+    place); gzip-compressed when `target` ends in .gz. The source is never changed. On any failure --
+    the source unreadable, the destination unwritable, an error in the detectors, an interrupt -- the
+    temporary file is removed and `target` is left as it was."""
     source, target = Path(source), Path(target)
+    if target.is_dir():
+        raise DestinationError(f"{target}: is a directory; give the path of the redacted file")
     if target.exists() and (source.exists() and os.path.samefile(source, target)):
         raise ValueError(f"{target}: the redacted copy must not replace its source")
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target}: exists; choose another path or pass --force")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, scratch = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    stream = _open_source(source)
+    scratch: str | None = None
     try:
-        with os.fdopen(descriptor, "wb") as raw:
-            wrap: Callable[[IO[bytes]], IO[bytes]] = (
-                (lambda f: gzip.GzipFile(fileobj=f, mode="wb")) if target.suffix == ".gz" else (lambda f: f))  # type: ignore[assignment, return-value]
-            with open_binary(source) as stream:
-                out = wrap(raw)
-                result = redact_stream(stream, out, engine=engine, names=names)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            descriptor, scratch = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        except OSError as error:
+            raise DestinationError(f"{target.parent}: cannot write the redacted copy there "
+                                   f"({error.strerror or error})") from None
+        try:
+            with os.fdopen(descriptor, "wb") as raw:
+                out: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="wb") if target.suffix == ".gz" else raw  # type: ignore[assignment]
+                result = redact_stream(_Reading(stream, source), out, engine=engine, names=names)  # type: ignore[arg-type]
                 if out is not raw:
                     out.close()
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(scratch, target)
+                raw.flush()
+                os.fsync(raw.fileno())
+            os.replace(scratch, target)
+        except OSError as error:  # reading fails as SourceUnreadable: this is writing
+            raise DestinationError(f"{target}: could not write the redacted copy ({error.strerror or error})") from None
     finally:
-        Path(scratch).unlink(missing_ok=True)
+        stream.close()
+        if scratch is not None:
+            Path(scratch).unlink(missing_ok=True)
     return result
+
+
+def _open_source(source: Path) -> IO[bytes]:
+    try:
+        return open_binary(source)
+    except (FileNotFoundError, IsADirectoryError):
+        raise  # bad input: no such file, or not a file
+    except Exception as error:
+        reason = read_error(error)
+        if reason is None:
+            raise
+        raise SourceUnreadable(f"{source}: {reason}") from None

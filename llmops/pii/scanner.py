@@ -2,7 +2,9 @@
 
 Findings name the file, the 1-based line, and 0-based character offsets within it (end exclusive) --
 never the matched text (at most a keyed hash of it, for de-duplication). Nothing is loaded whole:
-blocks of about a megabyte are read, cut at the last newline, and scanned as bytes.
+blocks of about a megabyte are read, cut at the last newline, and scanned as bytes -- except a line
+longer than a block, which is held whole until its newline. Time is linear in the input, however long
+its lines.
 """
 
 from __future__ import annotations
@@ -12,19 +14,19 @@ import hashlib
 import hmac
 import io
 import time
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from llmops.pii.detectors import Engine, Match, default_engine
 
 BLOCK_BYTES = 1 << 20
 
 
-@dataclass(frozen=True)
-class Finding:
+class Finding(NamedTuple):  # a tuple: cheap to make, and a dense log has one every few hundred bytes
     path: str
     line: int
     start: int
@@ -44,6 +46,7 @@ class Finding:
 @dataclass
 class Summary:
     files: int = 0
+    unreadable: int = 0  # of the files, those that could not be read to their end
     lines: int = 0
     bytes: int = 0
     seconds: float = 0.0
@@ -56,6 +59,7 @@ class Summary:
 
     def add(self, other: Summary) -> None:
         self.files += other.files
+        self.unreadable += other.unreadable
         self.lines += other.lines
         self.bytes += other.bytes
         self.seconds += other.seconds
@@ -63,7 +67,8 @@ class Summary:
         self.affected |= other.affected
 
     def to_dict(self) -> dict:
-        return {"files": self.files, "affected_files": len(self.affected), "lines": self.lines, "bytes": self.bytes,
+        return {"files": self.files, "unreadable_files": self.unreadable, "affected_files": len(self.affected),
+                "lines": self.lines, "bytes": self.bytes,
                 "seconds": round(self.seconds, 3), "mb_per_second": round(self.megabytes_per_second, 2),
                 "findings": sum(self.counts.values()), "counts": dict(sorted(self.counts.items()))}
 
@@ -77,31 +82,48 @@ def open_binary(source: str | Path | IO[bytes]) -> IO[bytes]:
     return buffered
 
 
+def read_error(error: BaseException) -> str | None:
+    """Why reading a file failed, in words (never a value from it), when the error is one a damaged,
+    vanished or forbidden input raises -- None for any other error, which is a bug to let through."""
+    if isinstance(error, EOFError):
+        return "truncated gzip: the compressed data ends before its end marker"
+    if isinstance(error, gzip.BadGzipFile):
+        return f"not valid gzip data ({error})"
+    if isinstance(error, zlib.error):
+        return f"corrupt gzip data ({error})"
+    if isinstance(error, OSError):
+        return error.strerror or str(error) or type(error).__name__  # not str(error) first: it repeats the name
+    return None
+
+
 def blocks(stream: IO[bytes], size: int = BLOCK_BYTES) -> Iterator[bytes]:
     """Blocks of whole lines (each but perhaps the last ends in a newline). A line longer than `size` is
-    carried until its newline arrives, so a value is never cut in two."""
-    carry = b""
+    carried until its newline arrives, so a value is never cut in two. Each chunk read is searched for a
+    newline once and copied at most twice, so a line of any length costs time linear in its length."""
+    pending: list[bytes] = []  # the start of a line whose newline has not arrived yet
     while True:
         chunk = stream.read(size)
         if not chunk:
             break
-        data = carry + chunk if carry else chunk
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            carry = data
+        cut = chunk.rfind(b"\n") + 1
+        if not cut:
+            pending.append(chunk)
             continue
-        carry = data[cut + 1:]
-        yield data[:cut + 1]
-    if carry:
-        yield carry
+        whole = chunk if cut == len(chunk) else chunk[:cut]
+        if pending:
+            pending.append(whole)
+            whole = b"".join(pending)
+        pending = [chunk[cut:]] if cut < len(chunk) else []
+        yield whole
+    if pending:
+        yield b"".join(pending)
 
 
 def fingerprint(key: bytes, value: bytes) -> str:
     return "hmac-sha256:" + hmac.new(key, value, hashlib.sha256).hexdigest()[:16]
 
 
-@dataclass
-class Located:
+class Located(NamedTuple):
     """A match placed in its line: 1-based line number, character offsets within the line."""
     match: Match
     line: int
@@ -110,28 +132,38 @@ class Located:
     end: int
 
 
+def _characters(data: bytes) -> int:
+    return len(data) if data.isascii() else len(data.decode("utf-8", "replace"))
+
+
 def locate(data: bytes, matches: Iterable[Match], first_line: int) -> Iterator[Located]:
-    """Line numbers and character offsets for byte-offset matches in a block that starts a line."""
-    line, cursor = first_line, 0
+    """Line numbers and character offsets for byte-offset matches (sorted, not overlapping) in a block
+    that starts a line. Incremental: the bytes between one match and the next are looked at once, so a
+    line of many megabytes with many findings is not re-read from its start for each of them."""
+    line, line_start = first_line, 0
+    cursor, characters = 0, 0  # a byte offset in the current line, and how many characters precede it there
     for match in matches:
-        line += data.count(b"\n", cursor, match.start)
-        cursor = match.start
-        line_start = data.rfind(b"\n", 0, match.start) + 1
-        before = data[line_start:match.start]
-        start = len(before) if before.isascii() else len(before.decode("utf-8", "replace"))
-        value = data[match.start:match.end]
-        end = start + (len(value) if value.isascii() else len(value.decode("utf-8", "replace")))
+        if match.start < cursor:  # overlapping matches: count again from the line's start
+            cursor, characters = line_start, 0
+        newlines = data.count(b"\n", cursor, match.start)
+        if newlines:
+            line += newlines
+            line_start = data.rfind(b"\n", cursor, match.start) + 1
+            cursor, characters = line_start, 0
+        start = characters + _characters(data[cursor:match.start])
+        end = start + _characters(data[match.start:match.end])
+        cursor, characters = match.end, end
         yield Located(match, line, line_start, start, end)
 
 
 def scan_stream(path: str, stream: IO[bytes], *, key: bytes | None = None, engine: Engine | None = None,
-                summary: Summary | None = None, names: Any = None) -> Iterator[Finding]:
+                summary: Summary | None = None, names: Any = None, block_size: int = BLOCK_BYTES) -> Iterator[Finding]:
     """Findings in a byte stream (already decompressed), block by block; names too, given a NameDetector."""
     engine = engine or default_engine()
     summary = summary if summary is not None else Summary()
     began, first_line, found = time.perf_counter(), 1, False
     try:
-        for data in blocks(stream):
+        for data in blocks(stream, block_size):
             summary.bytes += len(data)
             lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
             matches = engine.find(data)

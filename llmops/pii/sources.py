@@ -1,9 +1,14 @@
 """What to scan: local files and directories, or every object under an S3 prefix -- each opened as a
-byte stream (gunzipped by magic bytes) and scanned; S3 objects in parallel, with a progress bar."""
+byte stream (gunzipped by magic bytes) and scanned; S3 objects in parallel, with a progress bar.
+An input that cannot be read (a corrupt gzip, a FIFO, a broken link, an object gone) can be reported
+and skipped, so that it never hides the others -- or stop the scan, for callers that must not go on.
+"""
 
 from __future__ import annotations
 
 import io
+import os
+import stat
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -11,11 +16,15 @@ from pathlib import Path
 from typing import IO, Any
 
 from llmops.pii.detectors import Engine, default_engine
-from llmops.pii.scanner import Finding, Summary, open_binary, scan_stream
+from llmops.pii.scanner import Finding, Summary, open_binary, read_error, scan_stream
 
 
 class SourceError(ValueError):
-    """A path or URI that cannot be scanned (named in the message)."""
+    """A path or URI that cannot be scanned at all (named in the message): bad input, nothing scanned."""
+
+
+class Unreadable(Exception):
+    """An input found while listing that cannot be opened (a FIFO, a broken link): the reason."""
 
 
 @dataclass(frozen=True)
@@ -67,30 +76,103 @@ class _Raw(io.RawIOBase):
         super().close()
 
 
+def unreadable_reason(error: BaseException) -> str | None:
+    """Why an input could not be read, in words (no value from it); None for an error that is a bug."""
+    from botocore.exceptions import BotoCoreError, ClientError
+    from urllib3.exceptions import HTTPError
+
+    if isinstance(error, Unreadable):
+        return str(error)
+    if isinstance(error, ClientError):
+        details = error.response.get("Error", {})
+        return f"{details.get('Code', 'error')}: {details.get('Message', '')}".rstrip(": ")
+    if isinstance(error, (BotoCoreError, HTTPError)):
+        return str(error)
+    return read_error(error)
+
+
 def resolve(specs: Sequence[str], s3_client: Callable[[], Any]) -> list[Source]:
-    """Sources for paths (files; directories recursively) and s3:// prefixes; a missing one is an error."""
+    """Sources for paths (files; directories recursively) and s3:// prefixes. A path that does not exist,
+    a bucket that does not exist or a prefix with no objects is a SourceError; what cannot be read among
+    what was found (a FIFO, a broken link, a directory or prefix that cannot be listed) is a source that
+    fails when opened, so it is reported with the others."""
     sources: list[Source] = []
     for spec in specs:
         if spec.startswith("s3://"):
-            bucket, prefix = parse_s3_uri(spec)
-            s3 = s3_client()
-            found = [s3_source(s3, bucket, o["Key"], o["Size"]) for o in s3_objects(s3, bucket, prefix)]
-            if not found:
-                raise SourceError(f"{spec}: no objects under this prefix")
-            sources += found
+            sources += _s3_prefix(spec, s3_client)
             continue
         path = Path(spec)
-        if path.is_dir():
-            sources += [_file(p) for p in sorted(path.rglob("*")) if p.is_file()]
-        elif path.is_file():
-            sources.append(_file(path))
+        try:
+            status = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            if path.is_symlink():
+                raise SourceError(f"{spec}: broken symbolic link (its target does not exist)") from None
+            raise SourceError(f"{spec}: no such file or directory") from None
+        except OSError as error:  # it may exist, but cannot be looked at (a directory on its path is locked)
+            sources.append(_failing(spec, read_error(error) or str(error)))
+            continue
+        if stat.S_ISDIR(status.st_mode):
+            sources += _walk(path)
         else:
-            raise SourceError(f"{spec}: no such file or directory")
+            sources.append(_entry(path, named=True))  # named on the command line: a pipe is read as given
     return sources
 
 
-def _file(path: Path) -> Source:
-    return Source(str(path), path.stat().st_size, lambda: open(path, "rb"))
+def _s3_prefix(spec: str, s3_client: Callable[[], Any]) -> list[Source]:
+    from botocore.exceptions import ClientError
+
+    bucket, prefix = parse_s3_uri(spec)
+    s3 = s3_client()
+    try:
+        found = [s3_source(s3, bucket, o["Key"], o["Size"]) for o in s3_objects(s3, bucket, prefix)]
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "NoSuchBucket":
+            raise SourceError(f"{spec}: no such bucket") from None
+        return [_failing(spec, f"cannot list the prefix: {unreadable_reason(error)}")]
+    except Exception as error:  # connection, credentials: reported like any unreadable input
+        reason = unreadable_reason(error)
+        if reason is None:
+            raise
+        return [_failing(spec, f"cannot list the prefix: {reason}")]
+    if not found:
+        raise SourceError(f"{spec}: no objects under this prefix")
+    return found
+
+
+def _walk(root: Path) -> list[Source]:
+    found: list[Source] = []
+
+    def unlistable(error: OSError) -> None:
+        found.append(_failing(error.filename or str(root), f"cannot list the directory: {read_error(error)}"))
+
+    for directory, _, files in os.walk(root, onerror=unlistable):  # links to directories are not followed
+        found += [_entry(Path(directory) / name) for name in files]
+    return sorted(found, key=lambda source: source.name)
+
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"))
+
+
+def _entry(path: Path, named: bool = False) -> Source:
+    """A file as a source. Found in a directory, anything but a regular file fails instead of being
+    opened (a FIFO would block the scan until someone wrote to it)."""
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        return _failing(path, "broken symbolic link (its target does not exist)" if path.is_symlink()
+                        else "removed after it was listed")
+    except OSError as error:
+        return _failing(path, read_error(error) or str(error))
+    if not named and not stat.S_ISREG(status.st_mode):
+        kind = next((kind for test, kind in _KINDS if test(status.st_mode)), "not a file")
+        return _failing(path, f"not a regular file ({kind}); not opened")
+    return Source(str(path), status.st_size, lambda: open(path, "rb"))
+
+
+def _failing(name: str | Path, reason: str) -> Source:
+    def opener() -> IO[bytes]:
+        raise Unreadable(reason)
+    return Source(str(name), 0, opener)
 
 
 @dataclass
@@ -98,24 +180,49 @@ class Scanned:
     source: Source
     findings: list[Finding]
     summary: Summary
+    error: str | None = None  # why the source could not be read to its end (findings before that are kept)
 
 
-def scan_one(source: Source, *, key: bytes | None = None, engine: Engine | None = None, names: Any = None) -> Scanned:
+def scan_one(source: Source, *, key: bytes | None = None, engine: Engine | None = None, names: Any = None,
+             keep_going: bool = False) -> Scanned:
+    """One source scanned. With keep_going, an input that cannot be read (see unreadable_reason) is a
+    result with its error and the findings made before it failed; without, the error is raised."""
     summary = Summary()
-    with open_binary(source.open()) as stream:
-        findings = list(scan_stream(source.name, stream, key=key, engine=engine, summary=summary, names=names))
+    findings: list[Finding] = []
+    try:
+        raw = source.open()
+        try:
+            with open_binary(raw) as stream:
+                for finding in scan_stream(source.name, stream, key=key, engine=engine, summary=summary,
+                                           names=names):
+                    findings.append(finding)
+        finally:
+            raw.close()
+    except Exception as error:
+        reason = unreadable_reason(error) if keep_going else None
+        if reason is None:
+            raise
+        summary.files, summary.unreadable = 1, 1
+        return Scanned(source, findings, summary, reason)
     return Scanned(source, findings, summary)
 
 
 def scan_sources(sources: Sequence[Source], *, workers: int = 8, key: bytes | None = None,
-                 engine: Engine | None = None, progress: bool = False, names: Any = None) -> Iterator[Scanned]:
-    """Scan sources (in parallel when there are several), yielding results in the sources' order."""
+                 engine: Engine | None = None, progress: bool = False, names: Any = None, keep_going: bool = False,
+                 show: Callable[[str], str] | None = None) -> Iterator[Scanned]:
+    """Scan sources (in parallel when there are several), yielding results in the sources' order.
+    keep_going: see scan_one. The progress bar names the latest source done as `show` shows it (by
+    default with placeholders for any personal data in the name)."""
     engine = engine or default_engine()
+    if show is None:
+        from llmops.pii.redact import redact_text as show
     workers = 1 if names is not None else workers  # a spaCy pipeline is not shared across threads
     bar = _progress(sum(s.size for s in sources), progress)
     try:
         with ThreadPoolExecutor(max_workers=max(1, min(workers, len(sources) or 1))) as pool:
-            for result in pool.map(lambda s: scan_one(s, key=key, engine=engine, names=names), sources):
+            scan = lambda s: scan_one(s, key=key, engine=engine, names=names, keep_going=keep_going)  # noqa: E731
+            for result in pool.map(scan, sources):
+                bar.set_postfix_str(show(result.source.name), refresh=False)
                 bar.update(result.source.size)
                 yield result
     finally:

@@ -3,6 +3,7 @@ Every output is itself scanned: no PII value from the input may appear in it."""
 
 from __future__ import annotations
 
+import ctypes
 import gzip
 import json
 import os
@@ -20,9 +21,21 @@ from llmops.pii.redact import redact_file
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def llmops(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def llmops(*args: str, env: dict[str, str] | None = None, permissions_bind: bool = False) -> subprocess.CompletedProcess:
+    """The CLI in its own process. permissions_bind: file permission bits apply to it even when the tests
+    run as root (chmod 000 is then unreadable, a chmod 555 directory unwritable)."""
     return subprocess.run([sys.executable, "-m", "llmops.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=120)
+                          env={**os.environ, **(env or {})}, timeout=120,
+                          preexec_fn=_drop_permission_overrides if permissions_bind and os.geteuid() == 0 else None)
+
+
+def _drop_permission_overrides() -> None:
+    """In the child, before exec: drop CAP_DAC_OVERRIDE (1) and CAP_DAC_READ_SEARCH (2) from the bounding
+    set, so root's process after exec has them no more and permission bits bind it like any user."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):
+        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
 
 
 def assert_no_pii(*outputs: str) -> None:
@@ -153,3 +166,63 @@ def test_a_scheduled_scan_feeds_the_alerts_through_the_pushgateway(corpus_file, 
     assert sum(float(line.rsplit(" ", 1)[1]) for line in lines) == 2 * expected
     assert 'llmops_pii_scan_last_success_timestamp_seconds{instance="",job="llmops_pii_scan",source="inference-logs"}' in metrics
     assert_no_pii(metrics)
+
+
+@pytest.mark.parametrize("command,expected", [("scan", {0, 1, 2, 4, 5}), ("redact", {0, 2, 4, 130})])
+def test_help_lists_every_exit_code(command, expected):
+    result = llmops("pii", command, "--help")
+    section = result.stdout.split(f"exit codes of {command}")[1]
+    codes = {int(line.split()[0]) for line in section.splitlines() if line[:5].strip().isdigit()}
+    assert result.returncode == 0 and codes == expected
+
+def test_a_push_to_an_unreachable_pushgateway_is_a_clear_error_with_its_own_exit_code(corpus_file):
+    import socket
+
+    closed = socket.socket()  # bound, never listening: connecting to it is refused, and no one else gets the port
+    closed.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    try:
+        result = llmops("pii", "scan", str(corpus_file), "--output", "none", "--pushgateway", url)
+    finally:
+        closed.close()
+    assert result.returncode == 5, result.stderr  # not 1 (found), though it found PII: the alerts did not hear of it
+    assert "Traceback" not in result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if "could not push" in line]
+    assert url in line and "refused" in line.lower()
+    assert "EMAIL_ADDRESS" in result.stderr  # the scan's summary came first
+
+
+def test_a_malformed_pushgateway_url_is_refused_before_scanning(corpus_file):
+    result = llmops("pii", "scan", str(corpus_file), "--pushgateway", "ftp://gateway:9091")
+    assert result.returncode == 2 and "--pushgateway ftp://gateway:9091" in result.stderr
+    assert "MB/s" not in result.stderr  # nothing was scanned
+
+
+def test_an_incomplete_scan_pushes_its_findings_but_not_a_last_success(corpus_file, tmp_path):
+    from llmops.drill.backends import PushgatewayServer
+
+    broken = tmp_path / "broken.jsonl.gz"
+    broken.write_bytes(b"\x1f\x8b" + b"garbage" * 10)
+    try:
+        gateway = PushgatewayServer().start()
+    except RuntimeError as error:
+        pytest.fail(str(error))
+    try:
+        complete = llmops("pii", "scan", str(corpus_file), "--output", "none", "--pushgateway", gateway.url,
+                          "--source-label", "logs")
+        assert complete.returncode == 1, complete.stderr
+        before = gateway.metrics()
+        partial = llmops("pii", "scan", str(corpus_file), str(broken), "--output", "none",
+                         "--pushgateway", gateway.url, "--source-label", "logs")
+        after = gateway.metrics()
+    finally:
+        gateway.stop()
+    assert partial.returncode == 4, partial.stderr
+
+    def sample(metrics: str, prefix: str) -> list[float]:
+        return [float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines() if line.startswith(prefix)]
+
+    expected = sum(len(found) for _, found in generate(1500, seed=5, prose=2))
+    assert sum(sample(after, "llmops_pii_findings_total{")) == 2 * expected  # its findings are real: counted
+    success = "llmops_pii_scan_last_success_timestamp_seconds{"
+    assert sample(after, success) == sample(before, success) != []  # but it did not succeed: PiiScanStale can fire
