@@ -70,6 +70,18 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _check_output(option: str, path: Path, kind: str) -> None:
+    """Refuse, before any program runs, an output path that cannot be written: a directory where the plan JSON
+    goes, or a file where a directory must be (the path itself for --render, or any parent)."""
+    if kind == "file" and path.is_dir():
+        raise UsageError(f"{option}: a directory; expected a file path for the plan JSON")
+    for parent in ([path] if kind == "directory" else []) + list(path.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"{option}: {parent} is a file; expected a directory")
+            return
+
+
 def _write_atomically(path: Path, text: str) -> None:
     """Write `path` so that it is never seen half-written: a scratch file beside it, then a rename."""
     import os
@@ -112,20 +124,27 @@ def _preview(args: argparse.Namespace) -> int:
     from llmops.offline.worker import Worker
 
     project, settings = _stack_settings(args)
+    for stack in settings if args.json else []:
+        _check_output(f"--json {args.json}", _json_path(args.json, stack.name, several=len(settings) > 1), "file")
+    if args.render:
+        _check_output(f"--render {args.render}", Path(args.render), "directory")
     failed = False
     with Worker(project, settings) as worker:
         for stack in settings:
             plan = _evaluate(worker, stack, args.timeout)
             with _ctrl_c_deferred():
                 print(summarize(plan))
-                if args.json:
-                    path = _json_path(args.json, stack.name, several=len(settings) > 1)
-                    _write_atomically(path, plan.dumps() + "\n")
-                    print(f"  plan written to {path}")
-                if args.render:
-                    files = render(plan, args.render)
-                    print(f"  {len(files)} files (Kubernetes manifests and rule files) written under "
-                          f"{Path(args.render) / plan.stack}")
+                try:
+                    if args.json:
+                        path = _json_path(args.json, stack.name, several=len(settings) > 1)
+                        _write_atomically(path, plan.dumps() + "\n")
+                        print(f"  plan written to {path}")
+                    if args.render:
+                        files = render(plan, args.render)
+                        print(f"  {len(files)} files (Kubernetes manifests and rule files) written under "
+                              f"{Path(args.render) / plan.stack}")
+                except OSError as error:  # what the checks above cannot see (permissions, a full disk)
+                    raise UsageError(f"{error.filename or args.json or args.render}: cannot write ({error.strerror or error})") from None
             if args.validate:
                 violations = validate_plan(plan)
                 objects = len(plan.kubernetes_objects())

@@ -147,3 +147,15 @@ def test_a_worker_whose_cli_is_killed_stops_by_itself(tmp_path, marker):
     while running(pid):
         assert time.monotonic() < deadline, "the worker outlived its CLI"
         time.sleep(0.05)
+
+
+def test_output_paths_that_cannot_be_written_are_refused_before_any_program_runs(tmp_path, marker, capsys):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    for option, target, expected in (
+            ("--json", tmp_path, f"--json {tmp_path}: a directory; expected a file path for the plan JSON"),
+            ("--json", a_file / "plan.json", f"--json {a_file / 'plan.json'}: {a_file} is a file; expected a directory"),
+            ("--render", a_file, f"--render {a_file}: {a_file} is a file; expected a directory")):
+        assert main(["preview", "--program", str(HANG), "--stack", "top", option, str(target), "--timeout", "60"]) == 2
+        assert capsys.readouterr().err == f"llmops: {expected}\n"
+    assert not marker.exists()
