@@ -17,6 +17,7 @@ PyYAML does the parsing (libyaml when available); this module only adds the chec
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,10 +30,22 @@ MAX_BYTES = 1024 * 1024  # a stack file is a few KiB
 MAX_DEPTH = 64  # a stack file nests about 8 levels
 MAX_NODES = 100_000  # expanded; a stack file has a few hundred
 
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_SafeLoader):  # type: ignore[misc, valid-type]
+    """PyYAML's safe loader, except that an unquoted date stays the text it is (as Go's YAML, hence the Pulumi
+    CLI, reads it into a program's config): a date object is not something a program's config can hold."""
+
+    yaml_implicit_resolvers = {
+        first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in _SafeLoader.yaml_implicit_resolvers.items()}
+
+
+_JSON_TYPES = (str, int, float, bool, type(None))
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _KINDS = {dict: "a mapping", list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean",
-          type(None): "nothing"}
+          type(None): "nothing", set: "a set", bytes: "binary data", datetime.date: "a date", datetime.datetime: "a time"}
 
 
 class ConfigFileError(ValueError):
@@ -121,8 +134,23 @@ def load_stack_config(path: str | Path, project: str) -> dict[str, Any]:
             raise ConfigFileError(f'{path}: line {lines.get(key, "?")}: key "{key}" and key "{spelling[full]}" on line '
                                   f'{lines.get(spelling[full], "?")} are the same key, "{full}" (a bare key takes the '
                                   "project's namespace); expected each key once")
+        _check_plain(path, full, value)
         namespaced[full], spelling[full] = value, key
     return namespaced
+
+
+def _check_plain(path: Path, where: str, value: Any) -> None:
+    """A config value reaches a program as JSON: refuse what JSON cannot hold (!!set, !!binary, !!timestamp)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, _JSON_TYPES):
+                raise ConfigFileError(f"{path}: {where}: a key that is {kind_of(key)}; expected text")
+            _check_plain(path, f"{where}.{key}", item)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_plain(path, f"{where}[{index}]", item)
+    elif not isinstance(value, _JSON_TYPES):
+        raise ConfigFileError(f"{path}: {where}: {kind_of(value)}; expected text, a number, a boolean, a list or a mapping")
 
 
 def _compose(path: Path, text: str) -> Node | None:

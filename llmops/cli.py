@@ -144,7 +144,8 @@ def _preview(args: argparse.Namespace) -> int:
                         print(f"  {len(files)} files (Kubernetes manifests and rule files) written under "
                               f"{Path(args.render) / plan.stack}")
                 except OSError as error:  # what the checks above cannot see (permissions, a full disk)
-                    raise UsageError(f"{error.filename or args.json or args.render}: cannot write ({error.strerror or error})") from None
+                    where = error.filename or args.json or args.render
+                    raise UsageError(f"{where}: cannot write ({error.strerror or error})") from None
             if args.validate:
                 violations = validate_plan(plan)
                 objects = len(plan.kubernetes_objects())

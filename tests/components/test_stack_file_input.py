@@ -4,6 +4,7 @@ file, the line or key, and what was expected; never a traceback, never last-one-
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -227,3 +228,17 @@ def test_our_stack_files_load_the_same_through_every_reader(project):
     for name in ("dev", "staging", "prod"):
         settings = load_stack(project, name)
         assert config.load_file(settings.file) == config.parse(settings.config, str(settings.file))
+
+
+def test_dates_stay_text_as_the_pulumi_cli_passes_them(tmp_path, stack_yaml):
+    directory = program_with(tmp_path, DEV.replace("    owner: ml-platform", "    owner: ml-platform\n    since: 2024-01-01"),
+                             stack_yaml)
+    settings = load_stack(load_project(directory), "dev")
+    assert json.loads(settings.config["llmops:tags"])["since"] == "2024-01-01"
+
+
+def test_a_value_json_cannot_hold_is_refused_with_its_key(tmp_path, stack_yaml, capsys):
+    directory = program_with(tmp_path, DEV.replace("    owner: ml-platform", "    owner: !!set {a, b}"), stack_yaml)
+    path = directory / "stacks" / "Pulumi.dev.yaml"
+    assert_refused_everywhere(directory, capsys, f"{path}: llmops:tags.owner: a set; expected text, a number, "
+                              "a boolean, a list or a mapping")
