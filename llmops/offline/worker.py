@@ -106,7 +106,11 @@ class Worker:
                     pass
 
     def _ending(self) -> str:
-        code = self._process.wait()
+        try:
+            code = self._process.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # its output closed, yet still running: stop it
+            self.close()
+            return "its output closed while it kept running"
         if code < 0:
             return f"killed by {signal.Signals(-code).name}"
         return f"exit status {code}"
