@@ -12,7 +12,9 @@ that names the file, the line or key, and what was expected. Refused:
   to a node containing them. Both are counted on the composed node graph, each node once, before
   anything is constructed: a "billion laughs" file is refused in linear time, never expanded.
 
-PyYAML does the parsing (libyaml when available); this module only adds the checks around it.
+In a stack file's config, an unquoted date stays text (as the Pulumi CLI passes it) and a value JSON
+cannot hold (!!set, !!binary) is refused with its key. PyYAML does the parsing (libyaml when
+available); this module only adds the checks around it. The JSON policy config shares `read_text`.
 """
 
 from __future__ import annotations
