@@ -107,14 +107,20 @@ def _ctrl_c_deferred() -> Iterator[None]:
     import signal
     import threading
 
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
-        yield
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
+        yield  # handlers can be changed only from the main thread, and restored only if set from Python
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    # A handler that only takes note, not a blocked signal mask: with other threads in the process (seen in a test
+    # run) the kernel hands a blocked SIGINT to one of them, and Python raises it in the main thread anyway,
+    # whenever it next checks -- possibly in the middle of a file.
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        signal.raise_signal(signal.SIGINT)  # now, to the handler it had (KeyboardInterrupt unless changed)
 
 
 def _preview(args: argparse.Namespace) -> int:
