@@ -713,15 +713,15 @@ def load() -> StackConfig:
 
 
 def load_file(path: str | Path) -> StackConfig:
-    """Read a stack file directly (for tools that run outside Pulumi, such as the runbooks)."""
-    import yaml
+    """Read a stack file directly (for tools that run outside Pulumi, such as the runbooks), with the same
+    loader and the same refusals as `llmops preview` (components/config_files.py)."""
+    from components.config_files import ConfigFileError, load_stack_config
 
-    path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise ConfigError(f"{path}: cannot read the stack file: {error}") from None
-    return parse(data.get("config") or {}, str(path))
+        flat = load_stack_config(path, NAMESPACE)
+    except ConfigFileError as error:
+        raise ConfigError(str(error)) from None
+    return parse(flat, str(path))
 
 
 def _decode(raw: Any) -> Any:

@@ -2,23 +2,28 @@
 
 Thin by design: parse arguments, call a library function, format the result.
 Exit codes: 0 success, 1 a failed check, 2 bad usage or bad input (nothing was changed),
-3 a runbook paused at a step that needs its own approval (resume it with --resume RUN_ID --approve HASH).
+3 a runbook paused at a step that needs its own approval (resume it with --resume RUN_ID --approve HASH),
+130 `preview` or `policy check` interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from llmops.errors import UsageError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Seconds a stack's program may run under the mock engine: our largest stack needs a few; a program that
+# takes minutes is stuck (waiting on a network it will never reach, or looping), not slow.
+DEFAULT_TIMEOUT = 300.0
 
 
 class ProgramFailed(Exception):
@@ -38,48 +43,127 @@ def _stack_settings(args: argparse.Namespace) -> tuple[Any, list[Any]]:
         raise UsageError(str(error)) from None
 
 
-def _evaluate(project: Any, stack: Any) -> Any:
-    from llmops.offline.engine import DuplicateUrnError, ProgramError, run_program
+def _evaluate(worker: Any, stack: Any, timeout: float) -> Any:
+    """The stack's plan from the worker; its program's failure as exit 2 (its own error) or 1 (a crash, a hang)."""
+    from llmops.offline.errors import DuplicateUrnError, EvaluationTimeout, ProgramError
 
     try:
-        return run_program(project, stack)
+        return worker.plan(stack, timeout)
     except ProgramError as error:
         if error.user_error:
             raise UsageError(f"stack {stack.name}: {error}") from None
         raise ProgramFailed(f"stack {stack.name}: the program failed: {error}") from None
     except DuplicateUrnError as error:
         raise ProgramFailed(str(error)) from None
+    except EvaluationTimeout as error:
+        raise ProgramFailed(f"{error} (--timeout {timeout:g}); it was stopped") from None
+
+
+def _seconds(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected seconds, a number >= 0 (0: no limit); got {text!r}")
+    return value
+
+
+def _check_output(option: str, path: Path, kind: str) -> None:
+    """Refuse, before any program runs, an output path that cannot be written: a directory where the plan JSON
+    goes, or a file where a directory must be (the path itself for --render, or any parent)."""
+    if kind == "file" and path.is_dir():
+        raise UsageError(f"{option}: a directory; expected a file path for the plan JSON")
+    for parent in ([path] if kind == "directory" else []) + list(path.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"{option}: {parent} is a file; expected a directory")
+            return
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write `path` so that it is never seen half-written: a scratch file beside it, then a rename."""
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, scratch = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(descriptor, 0o666 & ~umask)  # as a plain write would have made it
+        with os.fdopen(descriptor, "w") as stream:
+            stream.write(text)
+        os.replace(scratch, path)
+    finally:
+        if os.path.exists(scratch):
+            os.unlink(scratch)
+
+
+@contextlib.contextmanager
+def _ctrl_c_deferred() -> Iterator[None]:
+    """Ctrl-C waits until the files being written are complete; it is delivered (KeyboardInterrupt) right after."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
+        yield  # handlers can be changed only from the main thread, and restored only if set from Python
+        return
+    # A handler that only takes note, not a blocked signal mask: with other threads in the process (seen in a test
+    # run) the kernel hands a blocked SIGINT to one of them, and Python raises it in the main thread anyway,
+    # whenever it next checks -- possibly in the middle of a file.
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        signal.raise_signal(signal.SIGINT)  # now, to the handler it had (KeyboardInterrupt unless changed)
 
 
 def _preview(args: argparse.Namespace) -> int:
     from llmops.offline.render import render
     from llmops.offline.report import summarize
     from llmops.offline.validate import validate_plan
+    from llmops.offline.worker import Worker
 
     project, settings = _stack_settings(args)
+    for stack in settings if args.json else []:
+        _check_output(f"--json {args.json}", _json_path(args.json, stack.name, several=len(settings) > 1), "file")
+    if args.render:
+        _check_output(f"--render {args.render}", Path(args.render), "directory")
     failed = False
-    for stack in settings:
-        plan = _evaluate(project, stack)
-        print(summarize(plan))
-        if args.json:
-            path = _json_path(args.json, stack.name, several=len(settings) > 1)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(plan.dumps() + "\n")
-            print(f"  plan written to {path}")
-        if args.render:
-            files = render(plan, args.render)
-            print(f"  {len(files)} files (Kubernetes manifests and rule files) written under {Path(args.render) / plan.stack}")
-        if args.validate:
-            violations = validate_plan(plan)
-            objects = len(plan.kubernetes_objects())
-            if violations:
-                failed = True
-                print(f"  schema validation: {len(violations)} violation(s) in {objects} objects", file=sys.stderr)
-                for violation in violations:
-                    print(f"    {violation}", file=sys.stderr)
-            else:
-                print(f"  schema validation: {objects} Kubernetes objects valid (strict)")
-        print()
+    with Worker(project, settings) as worker:
+        for stack in settings:
+            plan = _evaluate(worker, stack, args.timeout)
+            with _ctrl_c_deferred():
+                print(summarize(plan))
+                try:
+                    if args.json:
+                        path = _json_path(args.json, stack.name, several=len(settings) > 1)
+                        _write_atomically(path, plan.dumps() + "\n")
+                        print(f"  plan written to {path}")
+                    if args.render:
+                        files = render(plan, args.render)
+                        print(f"  {len(files)} files (Kubernetes manifests and rule files) written under "
+                              f"{Path(args.render) / plan.stack}")
+                except OSError as error:  # what the checks above cannot see (permissions, a full disk)
+                    where = error.filename or args.json or args.render
+                    raise UsageError(f"{where}: cannot write ({error.strerror or error})") from None
+            if args.validate:
+                violations = validate_plan(plan)
+                objects = len(plan.kubernetes_objects())
+                if violations:
+                    failed = True
+                    print(f"  schema validation: {len(violations)} violation(s) in {objects} objects", file=sys.stderr)
+                    for violation in violations:
+                        print(f"    {violation}", file=sys.stderr)
+                else:
+                    print(f"  schema validation: {objects} Kubernetes objects valid (strict)")
+            print()
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -104,19 +188,21 @@ def _pack_config(args: argparse.Namespace, stack: Any) -> tuple[dict, str]:
 
 
 def _policy_check(args: argparse.Namespace) -> int:
+    from llmops.offline.worker import Worker
     from llmops.policy.report import as_json, sarif, text
     from llmops.policy.runner import PolicyConfigError, check_plan
 
     project, settings = _stack_settings(args)
+    pack_configs = [_pack_config(args, stack) for stack in settings]  # bad config: exit 2 before any program runs
     violations, resources = [], {}
-    for stack in settings:
-        pack_config, source = _pack_config(args, stack)
-        plan = _evaluate(project, stack)
-        try:
-            violations.extend(check_plan(plan, pack_config, source))
-        except PolicyConfigError as error:
-            raise UsageError(str(error)) from None
-        resources[stack.name] = len(plan.resources)
+    with Worker(project, settings) as worker:
+        for stack, (pack_config, source) in zip(settings, pack_configs):
+            plan = _evaluate(worker, stack, args.timeout)
+            try:
+                violations.extend(check_plan(plan, pack_config, source))
+            except PolicyConfigError as error:
+                raise UsageError(str(error)) from None
+            resources[stack.name] = len(plan.resources)
     if args.output == "json":
         print(as_json(violations))
     elif args.output == "sarif":
@@ -337,6 +423,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     preview.add_argument("--render", metavar="DIR", help="write every Kubernetes object as YAML under DIR/<stack>/")
     preview.add_argument("--validate", action="store_true",
                          help="validate every Kubernetes object against its schema (strict); exit 1 on a violation")
+    _timeout_argument(preview)
     preview.set_defaults(handler=_preview)
 
     policy = commands.add_parser("policy", help="the CrossGuard policy pack, offline").add_subparsers(
@@ -350,6 +437,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     check.add_argument("--policy-config", metavar="FILE",
                        help="a --policy-pack-config JSON file; default: this project's stack config, else the pack's levels")
     check.add_argument("--output", choices=("text", "json", "sarif"), default="text")
+    _timeout_argument(check)
     check.set_defaults(handler=_policy_check)
     show = policy.add_parser("config", help="print a stack's policy pack config for `pulumi preview --policy-pack-config`")
     show.add_argument("--stack", action="append", metavar="NAME", required=True)
@@ -376,6 +464,13 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                                 help="keep the drill's directory (evidence, audit log, pinned stack file) afterwards")
     rollback_drill.set_defaults(handler=_drill_rollback)
     return parser
+
+
+def _timeout_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                        help=f"stop a stack's program that has not finished after SECONDS and exit 1 "
+                             f"(default {DEFAULT_TIMEOUT:g}; 0: no limit)")
+    parser.set_defaults(clean_interrupt=True)  # Ctrl-C: exit 130 with one line
 
 
 def _runbook_parsers(commands: Any) -> None:
@@ -423,6 +518,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
+    except KeyboardInterrupt:
+        if not getattr(args, "clean_interrupt", False):
+            raise
+        # The program under evaluation ran in a worker, which is stopped; files are written whole or not at all.
+        print("llmops: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except UsageError as error:
         print(f"llmops: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -12,9 +12,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from components.config_files import ConfigFileError, load_yaml
 from runbooks.engine import InputError
 
 TARGETS_DIR = Path(__file__).resolve().parent.parent / "stacks" / "targets"
@@ -188,10 +188,10 @@ def load_targets(environment: str, directory: Path | None = None) -> Targets:
         known = sorted(p.stem for p in directory.glob("*.yaml")) if directory.is_dir() else []
         raise InputError(f"--env {environment!r}: no targets file {path}; environments: {', '.join(known) or 'none'}")
     try:
-        data: Any = yaml.safe_load(path.read_text())
+        data: Any = load_yaml(path)  # the stack files' loader: duplicate keys, encodings and alias bombs refused
         targets = Targets.model_validate(data)
-    except yaml.YAMLError as error:
-        raise InputError(f"{path}: not valid YAML: {error}") from None
+    except ConfigFileError as error:
+        raise InputError(str(error)) from None
     except ValidationError as error:
         lines = [f"{path}: {'.'.join(map(str, e['loc']))} = {e.get('input')!r}: {e['msg']}" for e in error.errors()]
         raise InputError("\n".join(lines)) from None

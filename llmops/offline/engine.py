@@ -26,25 +26,13 @@ from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs, Mo
 from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
+from llmops.offline.errors import DuplicateUrnError, ProgramError  # raised here; importable from here too
 from llmops.offline.plan import SECRET_MASK, UNKNOWN, Plan, PlannedResource
 from llmops.offline.project import Project, StackSettings
 
 ACCOUNT_ID = "123456789012"
 DEFAULT_REGION = "us-east-1"
 RANDOM_PASSWORD_MARKER = "offlineRandomPassword"
-
-
-class ProgramError(Exception):
-    """The program stopped with an error of its own (bad config, a RunError, an exception)."""
-
-    def __init__(self, message: str, *, declared: int, user_error: bool) -> None:
-        super().__init__(message)
-        self.declared = declared  # resources registered before it stopped
-        self.user_error = user_error  # a deliberate, user-facing error rather than a crash
-
-
-class DuplicateUrnError(Exception):
-    """Two resources share a URN: the real engine would refuse the program."""
 
 
 def _short_hash(*parts: str, length: int = 7) -> str:

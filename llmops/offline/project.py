@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from components.config_files import ConfigFileError, load_stack_config, load_yaml_mapping
 
 SECRET_PLACEHOLDER = "[secret]"
 
@@ -53,13 +53,19 @@ def load_project(directory: str | Path) -> Project:
     manifest = directory / "Pulumi.yaml"
     if not manifest.is_file():
         raise ProjectError(f"{directory}: no Pulumi.yaml; expected a Pulumi program directory")
-    data = _read_yaml(manifest)
+    try:
+        data = load_yaml_mapping(manifest, "name: ..., runtime: python")
+    except ConfigFileError as error:
+        raise ProjectError(str(error)) from None
     runtime = data.get("runtime")
     runtime_name = runtime.get("name") if isinstance(runtime, dict) else runtime
     if runtime_name != "python":
         raise ProjectError(f"{manifest}: runtime = {runtime_name!r}: expected 'python'")
     if not isinstance(data.get("name"), str):
         raise ProjectError(f"{manifest}: name: expected the project name as a string")
+    for key, default, expected in (("main", "", "a file or directory name"), ("stackConfigDir", ".", "a directory name")):
+        if not isinstance(data.get(key, default), str):
+            raise ProjectError(f"{manifest}: {key} = {data[key]!r}: expected {expected}")
     main = directory / data.get("main", "")
     main = main / "__main__.py" if main.is_dir() else main
     if not main.is_file():
@@ -73,14 +79,13 @@ def load_stack(project: Project, stack: str) -> StackSettings:
     if not path.is_file():
         known = ", ".join(project.stacks()) or "none"
         raise ProjectError(f"{path}: no such stack file; stacks of {project.name}: {known}")
-    data = _read_yaml(path)
-    raw = data.get("config") or {}
-    if not isinstance(raw, dict):
-        raise ProjectError(f"{path}: config: expected a mapping of keys to values")
+    try:
+        raw = load_stack_config(path, project.name)  # keys already namespaced, as the CLI does
+    except ConfigFileError as error:
+        raise ProjectError(str(error)) from None
     config: dict[str, str] = {}
     secret_keys: list[str] = []
-    for key, value in raw.items():
-        full = key if ":" in key else f"{project.name}:{key}"
+    for full, value in raw.items():
         if isinstance(value, dict) and set(value) == {"secure"}:
             config[full] = SECRET_PLACEHOLDER
             secret_keys.append(full)
@@ -98,13 +103,3 @@ def engine_value(value: Any) -> str:
     if isinstance(value, (dict, list)):
         return json.dumps(value)
     return str(value)
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ProjectError(f"{path}: not valid YAML: {error}") from None
-    if not isinstance(data, dict):
-        raise ProjectError(f"{path}: expected a YAML mapping at the top level")
-    return data

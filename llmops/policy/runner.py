@@ -61,6 +61,8 @@ def resolve_config(pack_config: Mapping[str, Any], source: str = "policy config"
         return LEVELS[value]
 
     everything = pack_config.get("all")
+    if everything is not None and not isinstance(everything, (str, dict)):
+        raise PolicyConfigError(f"{source}: all = {everything!r}: expected a level ({', '.join(LEVELS)}) or an object")
     default_level = level(everything, "all") if isinstance(everything, str) else None
     shared = {k: v for k, v in everything.items() if k != "enforcementLevel"} if isinstance(everything, dict) else {}
     if isinstance(everything, dict) and "enforcementLevel" in everything:
@@ -78,6 +80,8 @@ def resolve_config(pack_config: Mapping[str, Any], source: str = "policy config"
             if "enforcementLevel" in entry:
                 chosen = level(entry["enforcementLevel"], f"{policy.name}.enforcementLevel")
             properties.update({k: v for k, v in entry.items() if k != "enforcementLevel"})
+        elif entry is not None:
+            raise PolicyConfigError(f"{source}: {policy.name} = {entry!r}: expected a level ({', '.join(LEVELS)}) or an object")
         resolved[policy.name] = (chosen, properties)
     return resolved
 

@@ -14,7 +14,8 @@ from typing import Any
 
 from components import config as stack_config
 from llmops.offline.project import StackSettings
-from llmops.policy.runner import PolicyConfigError
+from components.config_files import ConfigFileError, kind_of, read_text
+from llmops.policy.runner import PolicyConfigError, resolve_config
 from policies.pack import POLICY_NAMES
 
 
@@ -39,11 +40,15 @@ def is_llmops_stack(settings: StackSettings) -> bool:
 
 
 def load_pack_config(path: str | Path) -> dict[str, Any]:
+    """A `--policy-pack-config` file, checked before any program runs: UTF-8 JSON, an object, known policies and levels.
+    Raises ValueError (ConfigFileError, PolicyConfigError) with a message that names the file."""
     path = Path(path)
+    text = read_text(path, "JSON")  # the stack files' reader: size, NUL bytes and encoding refused with the line
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: cannot read policy config: {error}") from None
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigFileError(f"{path}: line {error.lineno}, column {error.colno}: not valid JSON: {error.msg}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object of policy names to levels or settings")
+        raise ConfigFileError(f"{path}: expected a JSON object of policy names to levels or settings, found {kind_of(data)}")
+    resolve_config(data, str(path))  # unknown policies and levels now, not after the programs ran
     return data

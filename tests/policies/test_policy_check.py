@@ -159,3 +159,46 @@ def test_the_served_pack_gives_the_same_verdict_as_the_offline_check(served_pack
     assert [p for p, _ in served] == ["k8s-image-digest", "k8s-no-privilege", "k8s-resource-limits", "k8s-run-as-non-root"]
     descriptions = {p.name: p.description for p in info.policies}
     assert [(p, m.removeprefix(descriptions[p] + "\n")) for p, m in served] == offline
+
+
+def policy_check_refusal(capsys, config_file) -> str:
+    code = main(["policy", "check", "--program", str(INSECURE), "--policy-config", str(config_file)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    assert err.count("\n") == 1, err
+    return err.removeprefix("llmops: ").strip()
+
+
+def test_a_policy_config_that_is_not_utf8_names_the_file_and_line(capsys, tmp_path):
+    config = tmp_path / "policy.json"
+    config.write_bytes(b'{\n  "all": "mandatory",\n  "k8s-image-digest": "adv\xe9sory"\n}\n')
+    assert policy_check_refusal(capsys, config) == f"{config}: line 3, column 27: not UTF-8 (byte 0xe9); expected UTF-8 text (JSON)"
+
+
+def test_invalid_json_names_the_file_line_and_column(capsys, tmp_path):
+    config = tmp_path / "policy.json"
+    config.write_text('{\n  "all": "mandatory",\n  "k8s-image-digest": advisory\n}\n')
+    assert policy_check_refusal(capsys, config) == f"{config}: line 3, column 23: not valid JSON: Expecting value"
+    config.write_text("")
+    assert policy_check_refusal(capsys, config) == f"{config}: line 1, column 1: not valid JSON: Expecting value"
+
+
+def test_a_policy_config_must_be_an_object_of_known_policies(capsys, tmp_path):
+    config = tmp_path / "policy.json"
+    config.write_text('["k8s-image-digest"]')
+    assert policy_check_refusal(capsys, config) == (
+        f"{config}: expected a JSON object of policy names to levels or settings, found a list")
+    config.write_text('{"k8s-image-digest": 3}')
+    assert policy_check_refusal(capsys, config) == (
+        f"{config}: k8s-image-digest = 3: expected a level (advisory, mandatory, remediate, disabled) or an object")
+    assert policy_check_refusal(capsys, tmp_path) == f"{tmp_path}: cannot read (Is a directory); expected a file"
+
+
+def test_policy_config_refuses_the_file_it_would_print(capsys, tmp_path):
+    # `llmops policy config --policy-config FILE` hands FILE on to `pulumi preview`: it must be a valid one.
+    config = tmp_path / "policy.json"
+    config.write_text(json.dumps({"k8s-image-digests": "advisory"}))
+    assert main(["policy", "config", "--stack", "dev", "--policy-config", str(config)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"{config}: no policy named k8s-image-digests; policies: " in captured.err
