@@ -330,11 +330,18 @@ def _runbook_targets(args: argparse.Namespace) -> int:
                                         prometheus_url=cfg.serving.prometheus_url)
     except stack_config.ConfigError as error:
         raise UsageError(str(error)) from None
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as error:
         raise UsageError(f"{args.outputs}: not the stack's outputs (pulumi stack output --json): {error!r}") from None
     text = yaml.safe_dump(document, sort_keys=False)
     if args.out:
-        Path(args.out).write_text(text)
+        out = Path(args.out)
+        scratch = out.with_name(f".{out.name}.tmp")
+        try:
+            scratch.write_text(text)
+            os.replace(scratch, out)
+        except OSError as error:
+            scratch.unlink(missing_ok=True)
+            raise UsageError(f"--out {args.out}: cannot write it: {error.strerror or error}") from None
         print(f"wrote {args.out}")
     else:
         print(text, end="")
@@ -470,7 +477,6 @@ def _timeout_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help=f"stop a stack's program that has not finished after SECONDS and exit 1 "
                              f"(default {DEFAULT_TIMEOUT:g}; 0: no limit)")
-    parser.set_defaults(clean_interrupt=True)  # Ctrl-C: exit 130 with one line
 
 
 def _runbook_parsers(commands: Any) -> None:
@@ -519,9 +525,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except KeyboardInterrupt:
-        if not getattr(args, "clean_interrupt", False):
-            raise
-        # The program under evaluation ran in a worker, which is stopped; files are written whole or not at all.
+        # Every command writes its files whole or not at all (scratch file, then rename); a program under
+        # evaluation ran in a worker, which is stopped; a runbook journals where it stopped (the engine says how
+        # to resume). Nothing more to say than this.
         print("llmops: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except UsageError as error:

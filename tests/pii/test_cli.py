@@ -226,3 +226,26 @@ def test_an_incomplete_scan_pushes_its_findings_but_not_a_last_success(corpus_fi
     assert sum(sample(after, "llmops_pii_findings_total{")) == 2 * expected  # its findings are real: counted
     success = "llmops_pii_scan_last_success_timestamp_seconds{"
     assert sample(after, success) == sample(before, success) != []  # but it did not succeed: PiiScanStale can fire
+
+
+def test_ctrl_c_during_a_scan_exits_130_with_one_line(tmp_path):
+    import signal
+    import socket
+
+    # An S3 endpoint that accepts the connection and never answers: the scan is surely in progress when the
+    # signal arrives (no timing involved).
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        port = silent.getsockname()[1]
+        env = {**os.environ, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"}
+        process = subprocess.Popen([sys.executable, "-m", "llmops.cli", "pii", "scan", "s3://logs/chat/",
+                                    "--endpoint-url", f"http://127.0.0.1:{port}"], cwd=ROOT, env=env, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        silent.settimeout(120)
+        connection, _ = silent.accept()
+        with connection:
+            process.send_signal(signal.SIGINT)
+            out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "llmops: interrupted" and "Traceback" not in err
