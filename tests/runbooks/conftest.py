@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from llmops.drill.rollback_drill import DrillSettings, RollbackDrill, staging_objects
+from tests.cli_fork import run_llmops
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,5 +42,4 @@ def run_cli(drill, *args, extra_env=None, timeout=180):
     env = {**os.environ, **drill.environment(), **(extra_env or {})}
     if "LLMOPS_CRASH_AT" not in (extra_env or {}):
         env.pop("LLMOPS_CRASH_AT", None)
-    return subprocess.run([sys.executable, "-m", "llmops.cli", "runbook", "run", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return run_llmops(["runbook", "run", *args], env=env, timeout=timeout)

@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
+
+from tests.cli_fork import run_llmops
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,8 +27,7 @@ class RunbookWorld:
         env.pop("LLMOPS_CRASH_AT", None)
         if crash_at:
             env["LLMOPS_CRASH_AT"] = crash_at
-        return subprocess.run([sys.executable, "-m", "llmops.cli", "runbook", "run", self.runbook, "--env", self.env,
-                               *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        return run_llmops(["runbook", "run", self.runbook, "--env", self.env, *args], env=env, timeout=300)
 
     def run_ids(self) -> list[str]:
         return sorted(p.parent.name for p in (self.workdir / "state").glob("*/journal.jsonl"))
