@@ -44,7 +44,6 @@ from runbooks.params import aws_region, switch
 from runbooks.stack_file import edit_stack_file
 from runbooks.targets import require
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MARKER_PREFIX = "_llmops-failover"
 
 
@@ -92,7 +91,7 @@ def _b(ctx: RunContext) -> Backends:
 
 
 def _stack_path(ctx: RunContext) -> Path:
-    return ctx.targets.stack_path(PROJECT_ROOT)
+    return ctx.targets.stack_path()
 
 
 # --- prepare: which way, and is the target really ready? -------------------------------------------------------

@@ -45,7 +45,6 @@ from runbooks.engine import (
 from runbooks.params import identifier, s3_prefix, switch
 from runbooks.targets import require
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -95,7 +94,7 @@ def _build_config(ctx: RunContext, serving: Any) -> dict[str, Any]:
 def prepare(ctx: RunContext) -> None:
     p = ctx.params
     try:
-        stack = stack_config.load_file(ctx.targets.stack_path(PROJECT_ROOT))
+        stack = stack_config.load_file(ctx.targets.stack_path())
     except stack_config.ConfigError as error:
         raise InputError(str(error)) from None
     indexes = {i.name: i for i in stack.retrieval.indexes}

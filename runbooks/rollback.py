@@ -46,7 +46,6 @@ from runbooks.targets import require
 PRODUCTION, LAST_KNOWN_GOOD = "production", "last-known-good"
 # On a version a rollback moved away from: {"run_id", "to", "at", "by"}. Never chosen as known-good again.
 ROLLED_BACK_TAG = "llmops.rolled_back"
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 class Registry(Protocol):
@@ -101,7 +100,7 @@ def _escape(key: str) -> str:
 # --- prepare: read the world, choose the known-good release ----------------------------------------------
 
 def _stack_path(ctx: RunContext) -> Path:
-    return ctx.targets.stack_path(PROJECT_ROOT)
+    return ctx.targets.stack_path()
 
 
 def prepare(ctx: RunContext) -> None:

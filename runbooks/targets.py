@@ -15,9 +15,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from components.config_files import ConfigFileError, load_yaml
+from components.paths import PROJECT_ROOT, TARGETS_DIR
 from runbooks.engine import InputError
 
-TARGETS_DIR = Path(__file__).resolve().parent.parent / "stacks" / "targets"
 
 
 class _Model(BaseModel):
@@ -148,9 +148,10 @@ class Targets(_Model):
     verification: Verification = Verification()
     rollout: Rollout = Rollout()
 
-    def stack_path(self, base: Path) -> Path:
+    def stack_path(self) -> Path:
+        """The environment's stack file; a relative `stack_file` is relative to the project root."""
         path = Path(self.stack_file).expanduser()
-        return path if path.is_absolute() else base / path
+        return path if path.is_absolute() else PROJECT_ROOT / path
 
 
 def require(targets: Targets, runbook: str, *sections: str) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from components.paths import PROJECT_ROOT, STACKS_DIR
 from components.manifests.alert_rules import availability_error_ratio
 from components.release import ReleaseParts
 from llmops.drill.backends import (
@@ -33,7 +34,6 @@ from llmops.drill.backends import (
     wait_until,
 )
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 STACK, SERVICE, NAMESPACE = "staging", "chat-small", "serving"
 REGISTERED_MODEL = "llama-3-1-8b-instruct"
 BAD_VERSIONS = {"3", "4"}
@@ -175,7 +175,7 @@ class RollbackDrill:
         self.k8s_patch_baseline = self.k8s.patches(f"/deployments/{SERVICE}")
         self.route_patch_baseline = self.k8s.patches(f"/httproutes/{SERVICE}")
         stacks = self._fresh_dir("stacks")
-        shutil.copy(PROJECT_ROOT / "stacks" / f"Pulumi.{STACK}.yaml", stacks / f"Pulumi.{STACK}.yaml")
+        shutil.copy(STACKS_DIR / f"Pulumi.{STACK}.yaml", stacks / f"Pulumi.{STACK}.yaml")
         self.stack_file = stacks / f"Pulumi.{STACK}.yaml"
         for name in ("state", "audit", "evidence"):
             self._fresh_dir(name)

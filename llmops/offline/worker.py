@@ -29,12 +29,13 @@ import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from components.paths import PROJECT_ROOT
 from llmops.offline.errors import DuplicateUrnError, EvaluationTimeout, ProgramError
 from llmops.offline.plan import Plan
 from llmops.offline.project import Project, StackSettings
 
 # Where this llmops is imported from: the worker must run the same code as the CLI that starts it.
-_IMPORT_ROOT = Path(__file__).resolve().parent.parent.parent
+_IMPORT_ROOT = PROJECT_ROOT
 _BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from llmops.offline.worker import serve; serve()"
 _HEADER = 8  # bytes of big-endian length before each pickled message
 

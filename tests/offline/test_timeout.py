@@ -106,11 +106,11 @@ def test_ctrl_c_exits_130_with_one_line_and_leaves_nothing_behind(tmp_path, mark
 
 
 def test_ctrl_c_while_files_are_written_waits_until_they_are_complete():
-    from llmops.cli import _ctrl_c_deferred
+    from llmops.cli.programs import ctrl_c_deferred
 
     written = []
     with pytest.raises(KeyboardInterrupt):
-        with _ctrl_c_deferred():
+        with ctrl_c_deferred():
             os.kill(os.getpid(), signal.SIGINT)  # pending until the block ends
             written.append("the whole file")
     assert written == ["the whole file"]

@@ -30,13 +30,13 @@ import os
 import sys
 from typing import Any
 
+from llmops.cli.errors import UsageError
+
 EXIT_CLEAN, EXIT_FOUND, EXIT_INCOMPLETE, EXIT_PUSH_FAILED = 0, 1, 4, 5
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
 def _usage(message: str) -> Exception:
-    from llmops.errors import UsageError
-
     return UsageError(message)
 
 

@@ -10,10 +10,10 @@ import os
 import sys
 from typing import Any
 
+from llmops.cli.errors import UsageError
+
 
 def _usage(message: str) -> Exception:
-    from llmops.errors import UsageError
-
     return UsageError(message)
 
 
