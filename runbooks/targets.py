@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from components.config_files import ConfigFileError, load_yaml
+from components.config.files import ConfigFileError, load_yaml
 from components.paths import PROJECT_ROOT, TARGETS_DIR
 from runbooks.engine import InputError
 

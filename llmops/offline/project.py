@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.config_files import ConfigFileError, load_stack_config, load_yaml_mapping
+from components.config.files import ConfigFileError, load_stack_config, load_yaml_mapping
 
 SECRET_PLACEHOLDER = "[secret]"
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from components import config as stack_config
 from llmops.offline.project import StackSettings
-from components.config_files import ConfigFileError, kind_of, read_text
+from components.config.files import ConfigFileError, kind_of, read_text
 from llmops.policy.runner import PolicyConfigError, resolve_config
 from policies.pack import POLICY_NAMES
 

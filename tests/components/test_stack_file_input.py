@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from components import config
-from components.config_files import MAX_DEPTH, MAX_NODES
+from components.config.files import MAX_DEPTH, MAX_NODES
 from llmops.cli import main
 from llmops.offline.project import ProjectError, load_project, load_stack
 from runbooks.engine import InputError
