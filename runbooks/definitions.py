@@ -1,9 +1,11 @@
 """The executable runbooks, by name (the catalog lists every runbook, executable or not yet)."""
 
+from typing import Any
+
 from runbooks.engine import Runbook
 from runbooks.failover import FAILOVER
 from runbooks.pii_incident import PII_INCIDENT
 from runbooks.reindex import REINDEX
 from runbooks.rollback import ROLLBACK
 
-RUNBOOKS: dict[str, Runbook] = {runbook.name: runbook for runbook in (ROLLBACK, FAILOVER, REINDEX, PII_INCIDENT)}
+RUNBOOKS: dict[str, Runbook[Any, Any]] = {runbook.name: runbook for runbook in (ROLLBACK, FAILOVER, REINDEX, PII_INCIDENT)}

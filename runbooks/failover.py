@@ -21,10 +21,10 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from components import config as stack_config
+from components.config import StackConfig
 from components.manifests.gateway import model_hostnames
 from components.manifests.vllm import RELEASE_ANNOTATION, RELEASE_PARTS_ANNOTATION
 from components.scheduling import POOL_LABEL
@@ -33,6 +33,7 @@ from runbooks.engine import (
     InputError,
     Param,
     PreconditionFailed,
+    Preparing,
     Runbook,
     RunContext,
     Step,
@@ -42,7 +43,8 @@ from runbooks.engine import (
 )
 from runbooks.params import aws_region, switch
 from runbooks.stack_file import edit_stack_file
-from runbooks.targets import require
+from runbooks.ports import Buckets, Cluster, DnsZone, Registry
+from runbooks.targets import Targets, require
 
 MARKER_PREFIX = "_llmops-failover"
 
@@ -52,8 +54,55 @@ def marker_name(domain: str) -> str:
     return f"{MARKER_PREFIX}.{domain}"
 
 
-def _read_marker(ctx: RunContext, zone: str, domain: str) -> dict[str, str] | None:
-    records = _b(ctx).dns.record_sets(zone, marker_name(domain), "TXT")
+@dataclass
+class Backends:
+    targets: Targets
+    dns: DnsZone
+    clusters: dict[str, Cluster]  # by region
+    buckets: dict[str, Buckets]  # by region
+    registries: dict[str, Registry]  # by region (those the targets name)
+
+
+@dataclass
+class Facts:
+    """Which way traffic moves and what prepare verified, journaled at approval."""
+    source: str
+    target: str
+    primary: str
+    zone: str
+    records: dict[str, dict[str, Any]]  # model name -> {"primary": region, "values": {region: [value]}}
+    marker_name: str
+    failback: bool
+    namespace: str
+    expected: dict[str, str | None]  # model name -> the target region's record value
+    readiness: dict[str, Any]  # what was checked: pools, models, artifacts
+
+
+Ctx = RunContext[Facts, Backends]
+
+
+def connect(targets: Targets) -> Backends:
+    from runbooks.adapters.aws import client
+    from runbooks.adapters.kubernetes_cluster import KubernetesCluster
+    from runbooks.adapters.mlflow_registry import MlflowRegistry
+    from runbooks.adapters.route53_dns import Route53Dns
+    from runbooks.adapters.s3_objects import S3Buckets
+
+    require(targets, "failover", "failover")
+    assert targets.failover is not None
+    endpoint = targets.aws.endpoint_url
+    regions = targets.failover.regions
+    return Backends(
+        targets=targets,
+        dns=Route53Dns(client("route53", region=targets.aws.region, endpoint_url=endpoint)),
+        clusters={name: KubernetesCluster(host=r.kubernetes.host, context=r.kubernetes.context,
+                                          kubeconfig=r.kubernetes.kubeconfig) for name, r in regions.items()},
+        buckets={name: S3Buckets(client("s3", region=name, endpoint_url=endpoint)) for name in regions},
+        registries={name: MlflowRegistry(r.registry.tracking_uri) for name, r in regions.items() if r.registry})
+
+
+def _read_marker(dns: DnsZone, zone: str, domain: str) -> dict[str, Any] | None:
+    records = dns.record_sets(zone, marker_name(domain), "TXT")
     if not records:
         return None
     value = (records[0].get("ResourceRecords") or [{}])[0].get("Value", "").strip('"')
@@ -61,50 +110,28 @@ def _read_marker(ctx: RunContext, zone: str, domain: str) -> dict[str, str] | No
     return {**fields, "record": records[0]} if "from" in fields else None
 
 
-@dataclass
-class Backends:
-    dns: Any  # runbooks.adapters.route53_dns.Route53Dns
-    clusters: dict[str, Any]  # region -> runbooks.adapters.kubernetes_cluster.KubernetesCluster
-    s3: dict[str, Any]  # region -> boto3 S3 client
-    registries: dict[str, Any]  # region -> runbooks.adapters.mlflow_registry.MlflowRegistry
-
-
-def connect(targets: Any) -> Backends:
-    from runbooks.adapters.aws import client
-    from runbooks.adapters.kubernetes_cluster import KubernetesCluster
-    from runbooks.adapters.mlflow_registry import MlflowRegistry
-    from runbooks.adapters.route53_dns import Route53Dns
-
-    require(targets, "failover", "failover")
-    endpoint = targets.aws.endpoint_url
-    regions = targets.failover.regions
-    return Backends(
-        dns=Route53Dns(client("route53", region=targets.aws.region, endpoint_url=endpoint)),
-        clusters={name: KubernetesCluster(host=r.kubernetes.host, context=r.kubernetes.context,
-                                          kubeconfig=r.kubernetes.kubeconfig) for name, r in regions.items()},
-        s3={name: client("s3", region=name, endpoint_url=endpoint) for name in regions},
-        registries={name: MlflowRegistry(r.registry.tracking_uri) for name, r in regions.items() if r.registry})
-
-
-def _b(ctx: RunContext) -> Backends:
-    return ctx.backends
-
-
-def _stack_path(ctx: RunContext) -> Path:
-    return ctx.targets.stack_path()
-
-
 # --- prepare: which way, and is the target really ready? -------------------------------------------------------
 
-def prepare(ctx: RunContext) -> None:
+@dataclass(frozen=True)
+class _Move:
+    """The direction being prepared, for the readiness checks."""
+    source: str
+    target: str
+    primary: str
+    namespace: str
+
+
+def prepare(ctx: Preparing[Backends]) -> Facts:
+    targets = ctx.backends.targets
+    path = targets.stack_path()
     try:
-        stack = stack_config.load_file(_stack_path(ctx))
+        stack = stack_config.load_file(path)
     except stack_config.ConfigError as error:
         raise InputError(str(error)) from None
     if stack.failover is None:
-        raise InputError(f"{_stack_path(ctx).name}: no failover config; {ctx.environment} runs in one region")
+        raise InputError(f"{path.name}: no failover config; {ctx.environment} runs in one region")
     if stack.failover.routing != "failover":
-        raise InputError(f"{_stack_path(ctx).name}: failover.routing is {stack.failover.routing}: every region takes "
+        raise InputError(f"{path.name}: failover.routing is {stack.failover.routing}: every region takes "
                          "traffic already; take a region out by scaling it down instead")
     active = stack.active_region
     p = ctx.params
@@ -123,12 +150,14 @@ def prepare(ctx: RunContext) -> None:
             raise InputError(f"{option} {region}: not a region of {ctx.environment} ({', '.join(stack.regions.all)})")
     if source == target:
         raise InputError(f"--from and --to are both {source}")
-    failover_targets = ctx.targets.failover
+    failover_targets = targets.failover
+    assert failover_targets is not None
     for region in (source, target):
         if region not in failover_targets.regions:
             raise InputError(f"stacks/targets/{ctx.environment}.yaml: failover.regions has no {region}")
-    records = _records(ctx, stack, failover_targets.hosted_zone_id)
-    marker = _read_marker(ctx, failover_targets.hosted_zone_id, stack.serving.domain)
+    dns = ctx.backends.dns
+    records = _records(dns, stack, failover_targets.hosted_zone_id)
+    marker = _read_marker(dns, failover_targets.hosted_zone_id, stack.serving.domain)
     if marker and marker["from"] == target and not p.get("failback"):
         raise InputError(f"--to {target}: traffic was moved away from {target} by failover run {marker.get('run')} "
                          f"(at {marker.get('at')}); moving it back is a failback: run with --failback (the same "
@@ -138,20 +167,20 @@ def prepare(ctx: RunContext) -> None:
         raise InputError(f"--from {source}: traffic is not there; the PRIMARY records are in "
                          f"{', '.join(sorted(str(p) for p in primaries))}"
                          + (" (already failed over)" if primaries == {target} else ""))
-    ctx.facts.update({"source": source, "target": target, "primary": stack.regions.primary,
-                      "zone": failover_targets.hosted_zone_id, "records": records,
-                      "marker_name": marker_name(stack.serving.domain), "failback": bool(p.get("failback")),
-                      "namespace": failover_targets.regions[target].kubernetes.namespace,
-                      "expected": {name: (r["values"][target] or [None])[0] for name, r in records.items()}})
-    ctx.facts["readiness"] = _readiness(ctx, stack)  # raises PreconditionFailed, naming what is not ready
+    move = _Move(source, target, stack.regions.primary, failover_targets.regions[target].kubernetes.namespace)
+    return Facts(source=source, target=target, primary=stack.regions.primary, zone=failover_targets.hosted_zone_id,
+                 records=records, marker_name=marker_name(stack.serving.domain), failback=bool(p.get("failback")),
+                 namespace=move.namespace,
+                 expected={name: (r["values"][target] or [None])[0] for name, r in records.items()},
+                 readiness=_readiness(ctx.backends, stack, move))  # raises PreconditionFailed, naming what is not ready
 
 
-def _records(ctx: RunContext, stack: Any, zone: str) -> dict[str, dict[str, Any]]:
+def _records(dns: DnsZone, stack: StackConfig, zone: str) -> dict[str, dict[str, Any]]:
     """Per model name: which region its PRIMARY record names, and each region's record value."""
     found = {}
     for model in stack.models:
         _, name = model_hostnames(model.name, stack.serving.domain, "x")
-        sets = {r["SetIdentifier"]: r for r in _b(ctx).dns.record_sets(zone, name)}
+        sets = {r["SetIdentifier"]: r for r in dns.record_sets(zone, name)}
         missing = [region for region in stack.regions.all if region not in sets]
         if missing:
             raise PreconditionFailed(f"{name}: no failover record for {', '.join(missing)} in zone {zone}; "
@@ -163,9 +192,8 @@ def _records(ctx: RunContext, stack: Any, zone: str) -> dict[str, dict[str, Any]
     return found
 
 
-def _readiness(ctx: RunContext, stack: Any) -> dict[str, Any]:
-    f, b = ctx.facts, _b(ctx)
-    source, target, namespace = f["source"], f["target"], f["namespace"]
+def _readiness(b: Backends, stack: StackConfig, move: _Move) -> dict[str, Any]:
+    source, target, namespace = move.source, move.target, move.namespace
     problems: list[str] = []
     report: dict[str, Any] = {"models": {}, "pools": {}, "artifacts": {}}
     try:
@@ -183,14 +211,14 @@ def _readiness(ctx: RunContext, stack: Any) -> dict[str, Any]:
                 continue
             status, spec = deployment.get("status") or {}, deployment.get("spec") or {}
             wanted = spec.get("replicas") or 1
-            ready = status.get("readyReplicas") or 0
+            ready_replicas = status.get("readyReplicas") or 0
             release = (deployment["metadata"].get("annotations") or {}).get(RELEASE_ANNOTATION)
             parts = json.loads((deployment["metadata"].get("annotations") or {}).get(RELEASE_PARTS_ANNOTATION) or "{}")
-            expected_release, where = _source_release(ctx, stack, model)
-            report["models"][model.name] = {"ready": ready, "wanted": wanted, "release": release,
+            expected_release, where = _source_release(b, move, model)
+            report["models"][model.name] = {"ready": ready_replicas, "wanted": wanted, "release": release,
                                             "source_release": expected_release, "compared_with": where}
-            if ready < wanted or ready < 1:
-                problems.append(f"{model.name}: {ready}/{wanted} replicas ready in {target}")
+            if ready_replicas < wanted or ready_replicas < 1:
+                problems.append(f"{model.name}: {ready_replicas}/{wanted} replicas ready in {target}")
             if where == "source cluster" and release != expected_release:
                 problems.append(f"{model.name}: {target} serves release {release}, {source} serves {expected_release}")
             if where == "stack config" and parts.get("model_version") != expected_release:
@@ -198,7 +226,7 @@ def _readiness(ctx: RunContext, stack: Any) -> dict[str, Any]:
                                 f"{expected_release} ({source}'s cluster is unreachable)")
             version = parts.get("model_version")
             if version:
-                report["artifacts"][model.name] = _artifact_problems(ctx, model.registry.model, version, problems)
+                report["artifacts"][model.name] = _artifact_problems(b, move, model.registry.model, version, problems)
     except TransientError as error:
         raise PreconditionFailed(f"{error}; nothing was changed") from None
     if problems:
@@ -207,11 +235,10 @@ def _readiness(ctx: RunContext, stack: Any) -> dict[str, Any]:
     return report
 
 
-def _source_release(ctx: RunContext, stack: Any, model: Any) -> tuple[str | None, str]:
+def _source_release(b: Backends, move: _Move, model: stack_config.Model) -> tuple[str | None, str]:
     """The release the source serves; if its cluster is down (the reason for failing over), the stack's."""
-    f = ctx.facts
     try:
-        deployment = _b(ctx).clusters[f["source"]].deployment(f["namespace"], model.name)
+        deployment = b.clusters[move.source].deployment(move.namespace, model.name)
     except (TransientError, PreconditionFailed):
         deployment = None
     if deployment is not None:
@@ -219,12 +246,11 @@ def _source_release(ctx: RunContext, stack: Any, model: Any) -> tuple[str | None
     return model.release.version, "stack config"
 
 
-def _artifact_problems(ctx: RunContext, registered: str, version: str, problems: list[str]) -> dict[str, Any]:
-    from runbooks.adapters.route53_dns import compare_prefix
-
-    f, b = ctx.facts, _b(ctx)
-    regions = ctx.targets.failover.regions
-    registry = b.registries.get(f["primary"]) or b.registries.get(f["target"])
+def _artifact_problems(b: Backends, move: _Move, registered: str, version: str,
+                       problems: list[str]) -> dict[str, Any]:
+    assert b.targets.failover is not None
+    regions = b.targets.failover.regions
+    registry = b.registries.get(move.primary) or b.registries.get(move.target)
     if registry is None:
         problems.append("no registry in the targets' failover.regions: cannot find the artifacts of a version")
         return {}
@@ -234,132 +260,148 @@ def _artifact_problems(ctx: RunContext, registered: str, version: str, problems:
         return {}
     source_uri = str(found["source"])
     bucket, _, prefix = source_uri.removeprefix("s3://").partition("/")
-    primary_bucket = regions[f["primary"]].artifact_bucket
+    primary_bucket = regions[move.primary].artifact_bucket
     if bucket != primary_bucket:
         problems.append(f"{registered} version {version}: artifacts at {source_uri}, not in the primary's artifact "
                         f"bucket {primary_bucket}, so they are not replicated")
         return {"source": source_uri}
-    if f["target"] == f["primary"]:
+    if move.target == move.primary:
         return {"source": source_uri, "replica": "the primary's own bucket"}
-    issues = compare_prefix(b.s3[f["primary"]], primary_bucket, b.s3[f["target"]], regions[f["target"]].artifact_bucket,
-                            prefix.rstrip("/") + "/")
+    target_bucket = regions[move.target].artifact_bucket
+    issues = replica_problems(b.buckets[move.primary], primary_bucket, b.buckets[move.target], target_bucket,
+                              prefix.rstrip("/") + "/")
     problems += [f"{registered} version {version}: {issue}" for issue in issues]
-    return {"source": source_uri, "replica": f"s3://{regions[f['target']].artifact_bucket}/{prefix}",
-            "problems": len(issues)}
+    return {"source": source_uri, "replica": f"s3://{target_bucket}/{prefix}", "problems": len(issues)}
+
+
+def replica_problems(source: Buckets, source_bucket: str, target: Buckets, target_bucket: str, prefix: str) -> list[str]:
+    """What is wrong with the replica of `prefix` (empty: every object is there with the same size and ETag,
+    and the source reports no replication pending or failed). Keys, sizes and ETags, not contents: S3
+    replication keeps them, and hashing hundreds of GB at failover time is too slow."""
+    wanted, present = source.listing(source_bucket, prefix), target.listing(target_bucket, prefix)
+    problems = []
+    if not wanted:
+        problems.append(f"s3://{source_bucket}/{prefix} is empty")
+    for key, (size, etag) in sorted(wanted.items()):
+        if key not in present:
+            problems.append(f"{key} missing in s3://{target_bucket}")
+        elif present[key] != (size, etag):
+            problems.append(f"{key} differs in s3://{target_bucket} (size/ETag {present[key]} != {(size, etag)})")
+        elif source.replication_status(source_bucket, key) in ("PENDING", "FAILED"):
+            problems.append(f"{key}: replication {source.replication_status(source_bucket, key)}")
+    return problems
 
 
 # --- steps ----------------------------------------------------------------------------------------------------
 
-def _roles_now(ctx: RunContext) -> dict[str, dict[str, str | None]]:
+def _roles_now(ctx: Ctx) -> dict[str, dict[str, str | None]]:
     f = ctx.facts
     now = {}
-    for name in f["records"]:
-        sets = {r["SetIdentifier"]: r.get("Failover") for r in _b(ctx).dns.record_sets(f["zone"], name)}
-        now[name] = {f["source"]: sets.get(f["source"]), f["target"]: sets.get(f["target"])}
+    for name in f.records:
+        sets = {r["SetIdentifier"]: r.get("Failover") for r in ctx.backends.dns.record_sets(f.zone, name)}
+        now[name] = {f.source: sets.get(f.source), f.target: sets.get(f.target)}
     return now
 
 
-def _shifted(ctx: RunContext) -> bool:
+def _shifted(ctx: Ctx) -> bool:
     f = ctx.facts
-    return all(roles[f["target"]] == "PRIMARY" and roles[f["source"]] == "SECONDARY" for roles in _roles_now(ctx).values())
+    return all(roles[f.target] == "PRIMARY" and roles[f.source] == "SECONDARY" for roles in _roles_now(ctx).values())
 
 
-def _shift_plan(ctx: RunContext) -> Change:
+def _shift_plan(ctx: Ctx) -> Change:
     f = ctx.facts
-    names = sorted(f["records"])
-    remember = (f"remove the failover record {f['marker_name']}" if f["failback"] else
-                f"record in TXT {f['marker_name']} that traffic left {f['source']}, so only --failback moves it back")
-    return Change(f"make {f['target']} PRIMARY and {f['source']} SECONDARY for {', '.join(names)}, and {remember} "
+    names = sorted(f.records)
+    remember = (f"remove the failover record {f.marker_name}" if f.failback else
+                f"record in TXT {f.marker_name} that traffic left {f.source}, so only --failback moves it back")
+    return Change(f"make {f.target} PRIMARY and {f.source} SECONDARY for {', '.join(names)}, and {remember} "
                   "(one atomic Route53 change; Route53 still falls back to the source if the target fails)",
-                  {n: {f["source"]: "PRIMARY", f["target"]: "SECONDARY"} for n in names},
-                  {n: {f["source"]: "SECONDARY", f["target"]: "PRIMARY"} for n in names})
+                  {n: {f.source: "PRIMARY", f.target: "SECONDARY"} for n in names},
+                  {n: {f.source: "SECONDARY", f.target: "PRIMARY"} for n in names})
 
 
-def _shift(ctx: RunContext) -> dict[str, Any]:
-    f, dns = ctx.facts, _b(ctx).dns
+def _shift(ctx: Ctx) -> dict[str, Any]:
+    f, dns = ctx.facts, ctx.backends.dns
     changes = []
-    for name in f["records"]:
-        current = {r["SetIdentifier"]: r for r in dns.record_sets(f["zone"], name)}
-        for region, role in ((f["source"], "SECONDARY"), (f["target"], "PRIMARY")):
+    for name in f.records:
+        current = {r["SetIdentifier"]: r for r in dns.record_sets(f.zone, name)}
+        for region, role in ((f.source, "SECONDARY"), (f.target, "PRIMARY")):
             record = {k: v for k, v in current[region].items() if k in (
                 "Name", "Type", "SetIdentifier", "TTL", "ResourceRecords", "HealthCheckId", "AliasTarget")}
             changes.append({"Action": "UPSERT", "ResourceRecordSet": {**record, "Failover": role}})
     changes += _marker_changes(ctx)
-    deadline = min(ctx.deadline, time.monotonic() + ctx.targets.failover.change_timeout_seconds)
-    change_id = dns.change(f["zone"], changes, f"llmops failover {f['source']} -> {f['target']} ({ctx.run_id})")
-    dns.wait_insync(change_id, deadline, ctx.targets.failover.poll_seconds)
+    deadline = min(ctx.deadline, time.monotonic() + ctx.backends.targets.failover.change_timeout_seconds)
+    change_id = dns.change(f.zone, changes, f"llmops failover {f.source} -> {f.target} ({ctx.run_id})")
+    dns.wait_insync(change_id, deadline, ctx.backends.targets.failover.poll_seconds)
     return {"change_id": change_id, "records": len(changes), "at": time.time()}
 
 
-def _marker_changes(ctx: RunContext) -> list[dict[str, Any]]:
+def _marker_changes(ctx: Ctx) -> list[dict[str, Any]]:
     """Record the move (a failover) or forget it (a failback), in the same batch as the swap."""
     f = ctx.facts
-    current = _b(ctx).dns.record_sets(f["zone"], f["marker_name"], "TXT")
-    if f["failback"]:
+    current = ctx.backends.dns.record_sets(f.zone, f.marker_name, "TXT")
+    if f.failback:
         return [{"Action": "DELETE", "ResourceRecordSet": {k: v for k, v in record.items() if k in (
             "Name", "Type", "TTL", "ResourceRecords")}} for record in current]
     at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    value = f'"from={f["source"]} to={f["target"]} run={ctx.run_id} at={at}"'
-    return [{"Action": "UPSERT", "ResourceRecordSet": {"Name": f["marker_name"] + ".", "Type": "TXT", "TTL": 300,
+    value = f'"from={f.source} to={f.target} run={ctx.run_id} at={at}"'
+    return [{"Action": "UPSERT", "ResourceRecordSet": {"Name": f.marker_name + ".", "Type": "TXT", "TTL": 300,
                                                         "ResourceRecords": [{"Value": value}]}}]
 
 
-def _answers(ctx: RunContext) -> dict[str, Any]:
+def _answers(ctx: Ctx) -> dict[str, Any]:
     f = ctx.facts
     found = {}
-    for name in f["records"]:
-        values, how = _b(ctx).dns.dns_answer(f["zone"], name)
-        found[name] = {"answer": values, "expected": [f["expected"][name]], "how": how}
+    for name in f.records:
+        values, how = ctx.backends.dns.dns_answer(f.zone, name)
+        found[name] = {"answer": values, "expected": [f.expected[name]], "how": how}
     return found
 
 
-def _verify_dns(ctx: RunContext) -> dict[str, Any]:
+def _verify_dns(ctx: Ctx) -> dict[str, Any]:
     answers = _answers(ctx)
     wrong = {name: a for name, a in answers.items() if a["answer"] != a["expected"]}
     if wrong:  # retried with backoff: resolvers may lag the INSYNC change
-        raise TransientError(f"DNS does not answer with {ctx.facts['target']} yet: {json.dumps(wrong, sort_keys=True)}")
+        raise TransientError(f"DNS does not answer with {ctx.facts.target} yet: {json.dumps(wrong, sort_keys=True)}")
     return {"answers": answers, "at": time.time()}
 
 
-def _pinned(ctx: RunContext) -> bool:
-    stack = stack_config.load_file(_stack_path(ctx))
-    return stack.active_region == ctx.facts["target"]
+def _pinned(ctx: Ctx) -> bool:
+    stack = stack_config.load_file(ctx.backends.targets.stack_path())
+    return stack.active_region == ctx.facts.target
 
 
-def _pin_plan(ctx: RunContext) -> Change | None:
+def _pin_plan(ctx: Ctx) -> Change | None:
     if _pinned(ctx):
         return None
     f = ctx.facts
-    value = None if f["target"] == f["primary"] else f["target"]
-    return Change(f"pin failover.activeRegion = {value or '(default: ' + f['primary'] + ')'} in {_stack_path(ctx).name}, "
-                  "so the next `pulumi up` keeps traffic where it is", {"activeRegion": f["source"]},
+    value = None if f.target == f.primary else f.target
+    return Change(f"pin failover.activeRegion = {value or '(default: ' + f.primary + ')'} in {ctx.backends.targets.stack_path().name}, "
+                  "so the next `pulumi up` keeps traffic where it is", {"activeRegion": f.source},
                   {"activeRegion": value})
 
 
-def _pin(ctx: RunContext) -> dict[str, Any]:
-    f, path = ctx.facts, _stack_path(ctx)
+def _pin(ctx: Ctx) -> dict[str, Any]:
+    f, path = ctx.facts, ctx.backends.targets.stack_path()
 
     def pin(document: Any) -> None:
         failover = document["config"]["llmops:failover"]
-        if f["target"] == f["primary"]:
+        if f.target == f.primary:
             failover.pop("activeRegion", None)
         else:
-            failover["activeRegion"] = f["target"]
+            failover["activeRegion"] = f.target
 
     edit_stack_file(path, pin)
-    return {"file": str(path), "active_region": f["target"]}
+    return {"file": str(path), "active_region": f.target}
 
 
-def signals(ctx: RunContext) -> dict[str, Any]:
-    if "records" not in ctx.facts:
-        return {}
+def signals(ctx: Ctx) -> dict[str, Any]:
     try:
-        return {"dns": _answers(ctx), "readiness": ctx.facts.get("readiness")}
+        return {"dns": _answers(ctx), "readiness": ctx.facts.readiness}
     except (TransientError, PreconditionFailed, WorldChanged) as error:
         return {"error": str(error)}
 
 
-FAILOVER = Runbook(
+FAILOVER: Runbook[Facts, Backends] = Runbook(
     name="failover",
     title="Fail over a region",
     summary=__doc__.split("\n\n")[1].replace("\n", " "),
@@ -371,8 +413,9 @@ FAILOVER = Runbook(
         Param("failback", "move traffic back to the stack's primary region (the same readiness checks)",
               parse=switch, required=False, switch=True),
     ),
+    facts_type=Facts,
     prepare=prepare,
-    lock_target=lambda ctx: f"dns/{ctx.facts['zone']}",
+    lock_target=lambda ctx: f"dns/{ctx.facts.zone}",
     lock_scope="<env>/dns/<hosted zone>",
     signals=signals,
     connect=connect,

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from runbooks.definitions import RUNBOOKS
-from runbooks.engine import InputError, RunContext
+from runbooks.engine import InputError, Preparing
 from runbooks.engine.runner import RunOptions, RunResult, run, run_id
 from runbooks.targets import environment_name, load_targets
 from runbooks.wiring import services_for
@@ -43,6 +43,6 @@ def launch(name: str, environment: str, raw_params: Mapping[str, str | None], op
     runbook = RUNBOOKS[name]
     targets = load_targets(environment)
     params = {} if options.resume else parse_params(name, raw_params)
-    ctx = RunContext(runbook=name, environment=environment, params=params, targets=targets,
-                     backends=runbook.connect(targets), progress=progress)
-    return run(runbook, ctx, services_for(targets), options)
+    invocation = Preparing(runbook=name, environment=environment, params=params, backends=runbook.connect(targets),
+                           progress=progress)
+    return run(runbook, invocation, services_for(targets), options)

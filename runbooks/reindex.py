@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import yaml
@@ -27,7 +28,7 @@ from components import config as stack_config
 from components.release import index_fingerprint, recorded_config
 from llmops.pii.sources import parse_s3_uri
 from llmops.retrieval.build import SnapshotEntry, build, load_golden, recall_at_k
-from llmops.retrieval.embed import embedder_for
+from llmops.retrieval.embed import Embedder, embedder_for
 from llmops.retrieval.freshness import freshness, push
 from llmops.retrieval.store import IndexStore, version_name, version_number
 from runbooks.engine import (
@@ -35,6 +36,7 @@ from runbooks.engine import (
     InputError,
     Param,
     PreconditionFailed,
+    Preparing,
     Runbook,
     RunContext,
     Step,
@@ -43,40 +45,65 @@ from runbooks.engine import (
     always_run,
 )
 from runbooks.params import identifier, s3_prefix, switch
-from runbooks.targets import require
+from runbooks.ports import Corpus
+from runbooks.targets import RetrievalTargets, Targets, require
 
 
 
 @dataclass
 class Backends:
-    store: IndexStore
-    s3: Any
+    targets: Targets
+    store: IndexStore  # the retrieval library's Qdrant versions and alias (a server by URL, or embedded by path)
+    corpus: Corpus
 
 
-def connect(targets: Any) -> Backends:
+@dataclass
+class Facts:
+    """What prepare found and chose, journaled at approval."""
+    index: str
+    live: str | None  # the collection the alias points at
+    serving_fingerprint: str  # the retrieval config serving queries with
+    mode: str  # rebuild | rollback
+    target: str  # the collection the alias will point at
+    target_fingerprint: str | None = None  # rollback: the target's config fingerprint
+    bucket: str | None = None  # rebuild: the corpus
+    prefix: str | None = None
+    config: dict[str, Any] | None = None  # rebuild: the retrieval config to build with
+    golden_queries: int = 0
+    dimension: int | None = None
+
+
+Ctx = RunContext[Facts, Backends]
+
+
+def connect(targets: Targets) -> Backends:
     import os
 
     from runbooks.adapters.aws import client
+    from runbooks.adapters.s3_objects import S3Corpus
 
     require(targets, "reindex", "retrieval")
     r = targets.retrieval
+    assert r is not None
     api_key = os.environ.get(r.qdrant_api_key_env) if r.qdrant_api_key_env else None
-    return Backends(store=IndexStore(url=r.qdrant_url, path=r.qdrant_path and str(Path(r.qdrant_path).expanduser()),
+    return Backends(targets=targets,
+                    store=IndexStore(url=r.qdrant_url, path=r.qdrant_path and str(Path(r.qdrant_path).expanduser()),
                                      api_key=api_key),
-                    s3=client("s3", region=targets.aws.region, endpoint_url=targets.aws.endpoint_url))
+                    corpus=S3Corpus(client("s3", region=targets.aws.region, endpoint_url=targets.aws.endpoint_url)))
 
 
-def _b(ctx: RunContext) -> Backends:
-    return ctx.backends
+def _retrieval(targets: Targets) -> RetrievalTargets:
+    assert targets.retrieval is not None  # connect required it
+    return targets.retrieval
 
 
 # --- prepare --------------------------------------------------------------------------------------------------
 
-def _build_config(ctx: RunContext, serving: Any) -> dict[str, Any]:
+def _build_config(ctx: Preparing[Backends], serving: stack_config.IndexConfig) -> dict[str, Any]:
     version = ctx.params.get("config")
     if not version:
         return recorded_config(serving)
-    directory = ctx.targets.retrieval.config_dir
+    directory = _retrieval(ctx.backends.targets).config_dir
     if not directory:
         raise InputError(f"--config {version}: the targets file names no retrieval.config_dir")
     path = Path(directory).expanduser() / serving.name / f"{version}.yaml"
@@ -91,36 +118,34 @@ def _build_config(ctx: RunContext, serving: Any) -> dict[str, Any]:
     return {**recorded_config(candidate), "version": version}
 
 
-def prepare(ctx: RunContext) -> None:
+def prepare(ctx: Preparing[Backends]) -> Facts:
     p = ctx.params
     try:
-        stack = stack_config.load_file(ctx.targets.stack_path())
+        stack = stack_config.load_file(ctx.backends.targets.stack_path())
     except stack_config.ConfigError as error:
         raise InputError(str(error)) from None
     indexes = {i.name: i for i in stack.retrieval.indexes}
     if p["index"] not in indexes:
         raise InputError(f"--index {p['index']!r}: no such index in {ctx.environment}; indexes: {', '.join(indexes)}")
     serving = indexes[p["index"]]
-    store, index = _b(ctx).store, p["index"]
+    store, index = ctx.backends.store, p["index"]
     versions, live = store.versions(index), store.live(index)
-    facts: dict[str, Any] = {"index": index, "live": live, "serving_fingerprint": index_fingerprint(serving),
-                             "mode": "rollback" if p.get("rollback") else "rebuild"}
     if p.get("rollback"):
         current = version_number(index, live) if live else None
         older = [n for n, name in versions.items() if current is not None and n < current and _fit(store.metadata(name))]
         if not older:
             raise InputError(f"--rollback: {index} has no complete version older than {live or 'nothing'} to go back to "
                              "that validation did not refuse and no rollback moved away from")
-        facts["target"] = versions[max(older)]
-        facts["target_fingerprint"] = store.metadata(facts["target"]).get("fingerprint")
-    else:
-        bucket, prefix = parse_s3_uri(p["corpus"])
-        config = _build_config(ctx, serving)
-        embedder = _embedder(ctx, config)
-        golden = _golden(ctx, index)
-        facts.update({"bucket": bucket, "prefix": prefix, "config": config, "target": version_name(
-            index, max(versions, default=0) + 1), "golden_queries": len(golden), "dimension": embedder.dimension})
-    ctx.facts.update(facts)
+        target = versions[max(older)]
+        return Facts(index=index, live=live, serving_fingerprint=index_fingerprint(serving), mode="rollback",
+                     target=target, target_fingerprint=store.metadata(target).get("fingerprint"))
+    bucket, prefix = parse_s3_uri(p["corpus"])
+    config = _build_config(ctx, serving)
+    embedder = _embedder(ctx.backends.targets, ctx.environment, config)
+    golden = _golden(ctx.backends.targets, index)
+    return Facts(index=index, live=live, serving_fingerprint=index_fingerprint(serving), mode="rebuild",
+                 target=version_name(index, max(versions, default=0) + 1), bucket=bucket, prefix=prefix, config=config,
+                 golden_queries=len(golden), dimension=embedder.dimension)
 
 
 def _fit(metadata: dict[str, Any]) -> bool:
@@ -129,16 +154,16 @@ def _fit(metadata: dict[str, Any]) -> bool:
         and not metadata.get("rolled_back")
 
 
-def _embedder(ctx: RunContext, config: dict[str, Any]) -> Any:
-    e = ctx.targets.retrieval.embedding
+def _embedder(targets: Targets, environment: str, config: dict[str, Any]) -> Embedder:
+    e = _retrieval(targets).embedding
     try:
         return embedder_for(config["embeddingModel"], url=e.url, dimension=e.dimension, api_key_env=e.api_key_env)
     except ValueError as error:
-        raise InputError(f"stacks/targets/{ctx.environment}.yaml: retrieval.embedding: {error}") from None
+        raise InputError(f"stacks/targets/{environment}.yaml: retrieval.embedding: {error}") from None
 
 
-def _golden(ctx: RunContext, index: str) -> list[dict[str, Any]]:
-    path = Path(ctx.targets.retrieval.golden_dir).expanduser() / f"{index}.jsonl"
+def _golden(targets: Targets, index: str) -> list[dict[str, Any]]:
+    path = Path(_retrieval(targets).golden_dir).expanduser() / f"{index}.jsonl"
     if not path.is_file():
         raise InputError(f"no golden queries for {index}: {path} is missing (JSON lines of query and expected keys)")
     try:
@@ -147,57 +172,58 @@ def _golden(ctx: RunContext, index: str) -> list[dict[str, Any]]:
         raise InputError(str(error)) from None
 
 
-def _rebuild(ctx: RunContext) -> bool:
-    return ctx.facts["mode"] == "rebuild"
+def _rebuild(ctx: Ctx) -> bool:
+    return ctx.facts.mode == "rebuild"
 
 
 # --- 1. snapshot -------------------------------------------------------------------------------------------------
 
-def _snapshot(ctx: RunContext) -> dict[str, Any]:
-    from llmops.retrieval.build import s3_snapshot, snapshot_id
+def _snapshot(ctx: Ctx) -> dict[str, Any]:
+    from llmops.retrieval.build import snapshot_id
 
     f = ctx.facts
-    entries = s3_snapshot(_b(ctx).s3, f["bucket"], f["prefix"])
+    assert f.bucket is not None and f.prefix is not None  # a rebuild's facts
+    entries = ctx.backends.corpus.snapshot(f.bucket, f.prefix)
     if not entries:
-        raise StepFailed(f"s3://{f['bucket']}/{f['prefix']} holds no documents; nothing to index")
+        raise StepFailed(f"s3://{f.bucket}/{f.prefix} holds no documents; nothing to index")
     return {"snapshot_id": snapshot_id(entries), "objects": len(entries), "at": time.time(),
             "entries": [[e.key, e.version_id, e.etag, e.modified] for e in entries]}
 
 
-def _entries(ctx: RunContext) -> list[SnapshotEntry]:
+def _entries(ctx: Ctx) -> list[SnapshotEntry]:
     return [SnapshotEntry(*row) for row in ctx.outputs["snapshot-corpus"]["entries"]]
 
 
 # --- 2. build --------------------------------------------------------------------------------------------------
 
-def _built(ctx: RunContext) -> bool:
-    f, store = ctx.facts, _b(ctx).store
-    if f["target"] not in store.versions(f["index"]).values():
+def _built(ctx: Ctx) -> bool:
+    f, store = ctx.facts, ctx.backends.store
+    if f.target not in store.versions(f.index).values():
         return False
-    meta = store.metadata(f["target"])
+    meta = store.metadata(f.target)
     snapshot = (ctx.outputs.get("snapshot-corpus") or {}).get("snapshot_id")
     return bool(meta.get("complete")) and meta.get("snapshot_id") == snapshot and meta.get("run_id") == ctx.run_id
 
 
-def _build(ctx: RunContext) -> dict[str, Any]:
-    f, b = ctx.facts, _b(ctx)
+def _build(ctx: Ctx) -> dict[str, Any]:
+    f, b = ctx.facts, ctx.backends
+    assert f.bucket is not None and f.config is not None and f.dimension is not None  # a rebuild's facts
+    bucket, config = f.bucket, f.config
     snapshot = ctx.outputs["snapshot-corpus"]
-    metadata = {"index": f["index"], "fingerprint": f["config"]["fingerprint"], "config": f["config"],
+    metadata = {"index": f.index, "fingerprint": config["fingerprint"], "config": config,
                 "snapshot_id": snapshot["snapshot_id"], "snapshot_at": snapshot["at"],
-                "corpus": f"s3://{f['bucket']}/{f['prefix']}", "run_id": ctx.run_id, "complete": False}
-    if f["target"] in b.store.versions(f["index"]).values():
-        found = b.store.metadata(f["target"])
+                "corpus": f"s3://{f.bucket}/{f.prefix}", "run_id": ctx.run_id, "complete": False}
+    if f.target in b.store.versions(f.index).values():
+        found = b.store.metadata(f.target)
         if found.get("run_id") != ctx.run_id:
-            raise WorldChanged(f"{f['target']} exists and was not created by this run ({found.get('run_id')}); re-plan")
+            raise WorldChanged(f"{f.target} exists and was not created by this run ({found.get('run_id')}); re-plan")
     else:
-        b.store.create(f["target"], f["dimension"], metadata)  # a crash after this: the same collection is refilled
-    embedder = _embedder(ctx, f["config"])
+        b.store.create(f.target, f.dimension, metadata)  # a crash after this: the same collection is refilled
+    embedder = _embedder(ctx.backends.targets, ctx.environment, config)
 
-    def documents() -> Any:
+    def documents() -> Iterator[tuple[SnapshotEntry, str]]:
         for entry in _entries(ctx):
-            body = b.s3.get_object(Bucket=f["bucket"], Key=entry.key, VersionId=entry.version_id) if entry.version_id \
-                else b.s3.get_object(Bucket=f["bucket"], Key=entry.key)
-            yield entry, body["Body"].read().decode("utf-8", "replace")
+            yield entry, b.corpus.read(bucket, entry)
 
     last = [0.0]
 
@@ -206,37 +232,37 @@ def _build(ctx: RunContext) -> dict[str, Any]:
             last[0] = time.monotonic()
             ctx.progress(f"  build-candidate: {built.documents} documents, {built.chunks} chunks")
 
-    built = build(b.store, f["target"], documents(), f["config"], embedder, progress)
-    b.store.update_metadata(f["target"], {**metadata, "complete": True, "documents": built.documents,
-                                          "chunks": built.chunks, "built_at": time.time()})
-    return {"collection": f["target"], "documents": built.documents, "chunks": built.chunks,
+    built = build(b.store, f.target, documents(), config, embedder, progress)
+    b.store.update_metadata(f.target, {**metadata, "complete": True, "documents": built.documents,
+                                       "chunks": built.chunks, "built_at": time.time()})
+    return {"collection": f.target, "documents": built.documents, "chunks": built.chunks,
             "seconds": round(built.seconds, 3), "at": time.time()}
 
 
 # --- 3. validate -----------------------------------------------------------------------------------------------------
 
-def _validate(ctx: RunContext) -> dict[str, Any]:
-    f, store = ctx.facts, _b(ctx).store
+def _validate(ctx: Ctx) -> dict[str, Any]:
+    f, store = ctx.facts, ctx.backends.store
     findings = []
-    target_fingerprint = store.metadata(f["target"]).get("fingerprint")
-    if target_fingerprint != f["serving_fingerprint"]:
-        findings.append(f"config mismatch: {f['target']} was built with fingerprint {target_fingerprint}, serving "
-                        f"queries with {f['serving_fingerprint']}; change the stack's retrieval config (and deploy) first")
-    result: dict[str, Any] = {"target_fingerprint": target_fingerprint, "serving_fingerprint": f["serving_fingerprint"]}
+    target_fingerprint = store.metadata(f.target).get("fingerprint")
+    if target_fingerprint != f.serving_fingerprint:
+        findings.append(f"config mismatch: {f.target} was built with fingerprint {target_fingerprint}, serving "
+                        f"queries with {f.serving_fingerprint}; change the stack's retrieval config (and deploy) first")
+    result: dict[str, Any] = {"target_fingerprint": target_fingerprint, "serving_fingerprint": f.serving_fingerprint}
     if _rebuild(ctx):
-        golden = _golden(ctx, f["index"])
-        embedder = _embedder(ctx, f["config"])
-        candidate = recall_at_k(store, f["target"], golden, f["config"], embedder)
+        golden = _golden(ctx.backends.targets, f.index)
+        embedder = _embedder(ctx.backends.targets, ctx.environment, f.config)
+        candidate = recall_at_k(store, f.target, golden, f.config, embedder)
         live_recall = None
-        if f["live"]:
-            live_config = store.metadata(f["live"]).get("config") or f["config"]
-            live_embedder = _embedder(ctx, live_config)
-            live_recall = recall_at_k(store, f["live"], golden, live_config, live_embedder)
-        tolerance = ctx.targets.retrieval.recall_tolerance
+        if f.live:
+            live_config = store.metadata(f.live).get("config") or f.config
+            live_embedder = _embedder(ctx.backends.targets, ctx.environment, live_config)
+            live_recall = recall_at_k(store, f.live, golden, live_config, live_embedder)
+        tolerance = _retrieval(ctx.backends.targets).recall_tolerance
         if live_recall is not None and candidate < live_recall - tolerance:
-            findings.append(f"recall@{f['config']['topK']} on {len(golden)} golden queries: candidate {candidate} < live "
+            findings.append(f"recall@{f.config['topK']} on {len(golden)} golden queries: candidate {candidate} < live "
                             f"{live_recall} - tolerance {tolerance}")
-        indexed = {doc for doc, _ in store.documents(f["target"])}
+        indexed = {doc for doc, _ in store.documents(f.target)}
         wanted = {e.key for e in _entries(ctx)}
         missing = sorted(wanted - indexed)
         if missing:
@@ -244,96 +270,103 @@ def _validate(ctx: RunContext) -> dict[str, Any]:
         result.update({"recall_candidate": candidate, "recall_live": live_recall, "golden_queries": len(golden),
                        "documents_indexed": len(indexed), "documents_in_corpus": len(wanted)})
     verdict = {"status": "refused" if findings else "passed", "run_id": ctx.run_id, "findings": findings}
-    store.update_metadata(f["target"], {**store.metadata(f["target"]), "validation": verdict})
+    store.update_metadata(f.target, {**store.metadata(f.target), "validation": verdict})
     if findings:  # marked: no rollback returns to it, and the next rebuild retires it first
-        raise StepFailed(f"{f['target']} is not fit to serve; the alias stays on {f['live']}: " + "; ".join(findings))
-    ctx.facts["validation"] = result
+        raise StepFailed(f"{f.target} is not fit to serve; the alias stays on {f.live}: " + "; ".join(findings))
     return {**result, "at": time.time()}
 
 
 # --- 4. flip, 5. retire, 6. freshness ----------------------------------------------------------------------------------
 
-def _flipped(ctx: RunContext) -> bool:
-    return _b(ctx).store.live(ctx.facts["index"]) == ctx.facts["target"]
+def _flipped(ctx: Ctx) -> bool:
+    return ctx.backends.store.live(ctx.facts.index) == ctx.facts.target
 
 
-def _flip_plan(ctx: RunContext) -> Change:
+def _flip_plan(ctx: Ctx) -> Change:
     f = ctx.facts
     validation = (ctx.outputs.get("validate") or {})
     detail = ""
     if validation.get("recall_candidate") is not None:
-        detail = (f" (recall@{f['config']['topK']} {validation.get('recall_live')} -> {validation['recall_candidate']} "
+        detail = (f" (recall@{f.config['topK']} {validation.get('recall_live')} -> {validation['recall_candidate']} "
                   f"on {validation['golden_queries']} golden queries)")
-    return Change(f"point alias {f['index']} at {f['target']} instead of {f['live'] or 'nothing'} in one operation{detail}",
-                  {"alias": f["index"], "collection": f["live"]}, {"alias": f["index"], "collection": f["target"]})
+    return Change(f"point alias {f.index} at {f.target} instead of {f.live or 'nothing'} in one operation{detail}",
+                  {"alias": f.index, "collection": f.live}, {"alias": f.index, "collection": f.target})
 
 
-def _flip(ctx: RunContext) -> dict[str, Any]:
+def _flip(ctx: Ctx) -> dict[str, Any]:
     f = ctx.facts
-    store = _b(ctx).store
-    now = store.live(f["index"])
-    if now not in (f["live"], f["target"]):
-        raise WorldChanged(f"alias {f['index']} points at {now}, not {f['live']} as planned; re-plan")
-    if not _rebuild(ctx) and f["live"]:  # a rollback: the version it leaves is never returned to by a rollback
-        store.update_metadata(f["live"], {**store.metadata(f["live"]),
-                                          "rolled_back": {"run_id": ctx.run_id, "to": f["target"], "at": time.time()}})
-    store.flip(f["index"], f["target"])
-    return {"alias": f["index"], "from": f["live"], "to": f["target"], "at": time.time()}
+    store = ctx.backends.store
+    now = store.live(f.index)
+    if now not in (f.live, f.target):
+        raise WorldChanged(f"alias {f.index} points at {now}, not {f.live} as planned; re-plan")
+    if not _rebuild(ctx) and f.live:  # a rollback: the version it leaves is never returned to by a rollback
+        store.update_metadata(f.live, {**store.metadata(f.live),
+                                          "rolled_back": {"run_id": ctx.run_id, "to": f.target, "at": time.time()}})
+    store.flip(f.index, f.target)
+    return {"alias": f.index, "from": f.live, "to": f.target, "at": time.time()}
 
 
-def _to_retire(ctx: RunContext) -> list[str]:
-    f, store = ctx.facts, _b(ctx).store
-    versions = store.versions(f["index"])
-    live = store.live(f["index"])
-    keep_after = ctx.targets.retrieval.keep_versions
-    older = sorted((n for n, name in versions.items() if name != live and name != f["target"]), reverse=True)
+def _to_retire(ctx: Ctx) -> list[str]:
+    f, store = ctx.facts, ctx.backends.store
+    versions = store.versions(f.index)
+    live = store.live(f.index)
+    keep_after = _retrieval(ctx.backends.targets).keep_versions
+    older = sorted((n for n, name in versions.items() if name != live and name != f.target), reverse=True)
     # Versions no rollback may return to (refused, rolled back from) go first; they never take a kept slot.
     unfit = [n for n in older if not _fit(store.metadata(versions[n]))]
     fit = [n for n in older if n not in unfit]
     return [versions[n] for n in unfit + fit[keep_after:]]
 
 
-def _retire_plan(ctx: RunContext) -> Change | None:
+def _retire_plan(ctx: Ctx) -> Change | None:
     if not _rebuild(ctx):
         return None
-    return Change(f"keep the newest {ctx.targets.retrieval.keep_versions} previous version(s) of {ctx.facts['index']} "
+    return Change(f"keep the newest {_retrieval(ctx.backends.targets).keep_versions} previous version(s) of {ctx.facts.index} "
                   "for rollback; delete older ones")
 
 
-def _retire(ctx: RunContext) -> dict[str, Any]:
+def _retire(ctx: Ctx) -> dict[str, Any]:
     gone = _to_retire(ctx)
     for collection in gone:
-        _b(ctx).store.delete(collection)
+        ctx.backends.store.delete(collection)
     return {"deleted": gone, "at": time.time()}
 
 
-def _export(ctx: RunContext) -> dict[str, Any]:
-    from llmops.retrieval.build import s3_snapshot
-
-    f, b = ctx.facts, _b(ctx)
-    live = b.store.live(f["index"])
+def _export(ctx: Ctx) -> dict[str, Any]:
+    f, b = ctx.facts, ctx.backends
+    live = b.store.live(f.index)
+    if live is None:
+        raise StepFailed(f"alias {f.index} points at no collection: there is nothing to measure")
     meta = b.store.metadata(live)
-    corpus = meta.get("corpus") or f"s3://{f.get('bucket')}/{f.get('prefix')}"
+    corpus = meta.get("corpus") or f"s3://{f.bucket}/{f.prefix}"
     bucket, prefix = parse_s3_uri(corpus)
-    metrics = freshness(b.store, live, s3_snapshot(b.s3, bucket, prefix), f["serving_fingerprint"])
-    if ctx.targets.pushgateway:
-        push(ctx.targets.pushgateway, f["index"], metrics)
-    return {"collection": live, **metrics, "pushed_to": ctx.targets.pushgateway, "at": time.time()}
+    metrics = freshness(b.store, live, b.corpus.snapshot(bucket, prefix), f.serving_fingerprint)
+    gateway = b.targets.pushgateway
+    if gateway:
+        push(gateway, f.index, metrics)
+    return {"collection": live, **metrics, "pushed_to": gateway, "at": time.time()}
 
 
-def signals(ctx: RunContext) -> dict[str, Any]:
-    if "index" not in ctx.facts:
-        return {}
+def signals(ctx: Ctx) -> dict[str, Any]:
     try:
-        store = _b(ctx).store
-        live = store.live(ctx.facts["index"])
-        return {"live": live, "versions": list(store.versions(ctx.facts["index"]).values()),
+        store = ctx.backends.store
+        live = store.live(ctx.facts.index)
+        return {"live": live, "versions": list(store.versions(ctx.facts.index).values()),
                 "live_fingerprint": store.metadata(live).get("fingerprint") if live else None}
     except Exception as error:  # noqa: BLE001 - signals are for the record; a read failure must not stop the run
         return {"error": str(error)}
 
 
-REINDEX = Runbook(
+def _prepare_checked(ctx: Preparing[Backends]) -> Facts:
+    if not ctx.params.get("rollback") and not ctx.params.get("corpus"):
+        raise InputError("--corpus s3://bucket/prefix is required (except with --rollback)")
+    try:
+        return prepare(ctx)
+    except (OSError, RuntimeError) as error:  # Qdrant or S3 unreachable before anything changed
+        raise PreconditionFailed(f"{error}; nothing was changed") from None
+
+
+REINDEX: Runbook[Facts, Backends] = Runbook(
     name="reindex",
     title="Rebuild the retrieval index",
     summary=__doc__.split("\n\n")[1].replace("\n", " "),
@@ -346,26 +379,27 @@ REINDEX = Runbook(
         Param("rollback", "point the alias back at the previous complete version", parse=switch,
               required=False, switch=True),
     ),
-    prepare=lambda ctx: _prepare_checked(ctx),
-    lock_target=lambda ctx: f"retrieval/{ctx.params['index']}",
+    facts_type=Facts,
+    prepare=_prepare_checked,
+    lock_target=lambda ctx: f"retrieval/{ctx.facts.index}",
     lock_scope="<env>/retrieval/<index>",
     signals=signals,
     connect=connect,
     steps=(
         Step("snapshot-corpus", "Record every corpus object's key, version id and ETag (the snapshot the version is "
              "built from; in the evidence).",
-             plan=lambda ctx: Change(f"snapshot s3://{ctx.facts['bucket']}/{ctx.facts['prefix']}") if _rebuild(ctx) else None,
+             plan=lambda ctx: Change(f"snapshot s3://{ctx.facts.bucket}/{ctx.facts.prefix}") if _rebuild(ctx) else None,
              check=lambda ctx: not _rebuild(ctx) or "snapshot-corpus" in ctx.outputs, action=_snapshot,
              verify=lambda ctx: True, timeout_seconds=600, needs_approval=False),
         Step("build-candidate", "Normalise, chunk and embed every document into a new collection version whose "
              "metadata records the config, fingerprint and snapshot id.",
-             plan=lambda ctx: Change(f"build {ctx.facts['target']} with config {ctx.facts['config']['fingerprint']}")
+             plan=lambda ctx: Change(f"build {ctx.facts.target} with config {ctx.facts.config['fingerprint']}")
              if _rebuild(ctx) else None,
              check=lambda ctx: not _rebuild(ctx) or _built(ctx), action=_build,
              verify=lambda ctx: not _rebuild(ctx) or _built(ctx), timeout_seconds=7200, retries=1),
         Step("validate", "Golden queries: recall@k at least the live version's minus the tolerance; every corpus "
              "document indexed; the fingerprint serving uses.",
-             plan=lambda ctx: Change(f"validate {ctx.facts['target']} against {ctx.facts['live'] or 'nothing'}"),
+             plan=lambda ctx: Change(f"validate {ctx.facts.target} against {ctx.facts.live or 'nothing'}"),
              check=always_run, action=_validate, verify=lambda ctx: True, timeout_seconds=1800, retries=0,
              needs_approval=False),
         Step("flip-alias", "Point the alias at the new version in one operation (after a second approval of the "
@@ -381,12 +415,3 @@ REINDEX = Runbook(
              verify=lambda ctx: True, timeout_seconds=600, needs_approval=False),
     ),
 )
-
-
-def _prepare_checked(ctx: RunContext) -> None:
-    if not ctx.params.get("rollback") and not ctx.params.get("corpus"):
-        raise InputError("--corpus s3://bucket/prefix is required (except with --rollback)")
-    try:
-        prepare(ctx)
-    except (OSError, RuntimeError) as error:  # Qdrant or S3 unreachable before anything changed
-        raise PreconditionFailed(f"{error}; nothing was changed") from None

@@ -19,8 +19,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from components import config as stack_config
 from components.manifests.alert_rules import availability_error_ratio, latency_error_ratio
@@ -31,6 +30,7 @@ from runbooks.engine import (
     InputError,
     Param,
     PreconditionFailed,
+    Preparing,
     Runbook,
     RunContext,
     Step,
@@ -41,56 +41,56 @@ from runbooks.engine import (
 from runbooks.engine.records import operator
 from runbooks.params import switch
 from runbooks.stack_file import edit_stack_file
-from runbooks.targets import require
+from runbooks.ports import Cluster, Registry, Signals
+from runbooks.targets import Targets, require
 
 PRODUCTION, LAST_KNOWN_GOOD = "production", "last-known-good"
 # On a version a rollback moved away from: {"run_id", "to", "at", "by"}. Never chosen as known-good again.
 ROLLED_BACK_TAG = "llmops.rolled_back"
 
 
-class Registry(Protocol):
-    def model_exists(self, model: str) -> bool: ...
-    def alias_version(self, model: str, alias: str) -> str | None: ...
-    def set_alias(self, model: str, alias: str, version: str) -> None: ...
-    def set_version_tag(self, model: str, version: str, key: str, value: str) -> None: ...
-    def version(self, model: str, version: str) -> dict[str, Any] | None: ...
-    def versions(self, model: str) -> list[dict[str, Any]]: ...
-    def artifacts_present(self, model: str, version: str) -> bool: ...
-
-
-class Cluster(Protocol):
-    def deployment(self, namespace: str, name: str) -> dict[str, Any] | None: ...
-    def patch_deployment(self, namespace: str, name: str, operations: list[dict[str, Any]]) -> None: ...
-    def route(self, namespace: str, name: str) -> dict[str, Any] | None: ...
-    def patch_route(self, namespace: str, name: str, operations: list[dict[str, Any]]) -> None: ...
-
-
-class Signals(Protocol):
-    def scalar(self, query: str) -> float | None: ...
-    def vector(self, query: str) -> list[dict[str, Any]]: ...
-
-
 @dataclass
 class Backends:
+    targets: Targets
     registry: Registry
     cluster: Cluster
     signals: Signals
 
 
-def connect(targets: Any) -> Backends:
+@dataclass
+class Facts:
+    """What prepare found, journaled at approval: a resumed run acts on these, not on a fresh look."""
+    service: str
+    registered_model: str
+    namespace: str
+    model_index: int  # the model's place in the stack file's llmops:models
+    rolled_back_from: list[str]  # what serves now besides the target (marked bad by the first step)
+    marked: dict[str, Any]  # version -> its rollback marker before this run (None: unmarked)
+    current_version: str | None  # the production alias
+    target_version: str
+    target_release: dict[str, Any]  # ReleaseParts as a dict
+    target_release_id: str
+    target_image: str
+    deployed_release_id: str | None
+    deployed_version: str | None
+    canary_backends: list[dict[str, Any]]  # {index, name, weight} of the route's backendRefs
+    slo: dict[str, float]  # availability, ttft_objective (percent), ttft_threshold (seconds)
+
+
+Ctx = RunContext[Facts, Backends]
+
+
+def connect(targets: Targets) -> Backends:
     from runbooks.adapters.kubernetes_cluster import KubernetesCluster
     from runbooks.adapters.mlflow_registry import MlflowRegistry
     from runbooks.adapters.prometheus import Prometheus
 
     require(targets, "rollback", "registry", "kubernetes", "prometheus")
+    assert targets.registry and targets.kubernetes and targets.prometheus
     k8s = targets.kubernetes
-    return Backends(registry=MlflowRegistry(targets.registry.tracking_uri),
+    return Backends(targets=targets, registry=MlflowRegistry(targets.registry.tracking_uri),
                     cluster=KubernetesCluster(host=k8s.host, context=k8s.context, kubeconfig=k8s.kubeconfig),
                     signals=Prometheus(targets.prometheus.url))
-
-
-def _b(ctx: RunContext) -> Backends:
-    return ctx.backends
 
 
 def _escape(key: str) -> str:
@@ -99,22 +99,20 @@ def _escape(key: str) -> str:
 
 # --- prepare: read the world, choose the known-good release ----------------------------------------------
 
-def _stack_path(ctx: RunContext) -> Path:
-    return ctx.targets.stack_path()
-
-
-def prepare(ctx: RunContext) -> None:
+def prepare(ctx: Preparing[Backends]) -> Facts:
     service = ctx.params["service"]
+    targets = ctx.backends.targets
     try:
-        stack = stack_config.load_file(_stack_path(ctx))
+        stack = stack_config.load_file(targets.stack_path())
     except stack_config.ConfigError as error:
         raise InputError(str(error)) from None
     models = {m.name: (i, m) for i, m in enumerate(stack.models)}
     if service not in models:
         raise InputError(f"--service {service!r}: no such model in {ctx.environment}; models: {', '.join(models)}")
     index, model = models[service]
-    registered, namespace = model.registry.model, ctx.targets.kubernetes.namespace
-    b = _b(ctx)
+    assert targets.kubernetes is not None
+    registered, namespace = model.registry.model, targets.kubernetes.namespace
+    b = ctx.backends
     try:
         if not b.registry.model_exists(registered):
             raise InputError(f"model registry has no registered model {registered!r} (service {service})")
@@ -140,18 +138,17 @@ def prepare(ctx: RunContext) -> None:
         b.signals.vector("vector(1)")  # Prometheus must answer before anything changes
     except TransientError as error:
         raise PreconditionFailed(f"{error}; nothing was changed") from None
-    parts = _target_release(ctx, found, deployed, registered, target)
-    ctx.facts.update({
-        "service": service, "registered_model": registered, "namespace": namespace, "model_index": index,
-        "rolled_back_from": sorted(serving - {target}, key=int),
-        "marked": {v: _rolled_back(versions.get(v)) for v in sorted(serving - {target}, key=int)},
-        "current_version": current, "target_version": target, "target_release": parts.to_dict(),
-        "target_release_id": parts.release_id, "target_image": _image_with(deployment, parts.image_digest),
-        "deployed_release_id": annotations.get(RELEASE_ANNOTATION), "deployed_version": deployed.get("model_version"),
-        "canary_backends": _canary_backends(route, service),
-        "slo": {"availability": model.slo.availability.objective, "ttft_objective": model.slo.time_to_first_token.objective,
-                "ttft_threshold": model.slo.time_to_first_token.threshold_seconds},
-    })
+    parts = _target_release(found, deployed, registered, target)
+    leaving = sorted(serving - {target}, key=int)
+    return Facts(
+        service=service, registered_model=registered, namespace=namespace, model_index=index,
+        rolled_back_from=leaving, marked={v: _rolled_back(versions.get(v)) for v in leaving},
+        current_version=current, target_version=target, target_release=parts.to_dict(),
+        target_release_id=parts.release_id, target_image=_image_with(deployment, parts.image_digest),
+        deployed_release_id=annotations.get(RELEASE_ANNOTATION), deployed_version=deployed.get("model_version"),
+        canary_backends=_canary_backends(route, service),
+        slo={"availability": model.slo.availability.objective, "ttft_objective": model.slo.time_to_first_token.objective,
+             "ttft_threshold": model.slo.time_to_first_token.threshold_seconds})
 
 
 def _rolled_back(version: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -164,7 +161,7 @@ def _rolled_back(version: dict[str, Any] | None) -> dict[str, Any] | None:
     return found if isinstance(found, dict) else None
 
 
-def _choose_target(ctx: RunContext, registered: str, serving: set[str],
+def _choose_target(ctx: Preparing[Backends], registered: str, serving: set[str],
                    versions: dict[str, dict[str, Any]]) -> str:
     """The known-good version: never one a rollback moved away from, never newer than what serves, and never a
     further step back when what serves was itself put there by a rollback (that needs an explicit --to)."""
@@ -220,8 +217,7 @@ def _choose_target(ctx: RunContext, registered: str, serving: set[str],
     return max(candidates, key=int)
 
 
-def _target_release(ctx: RunContext, version: dict[str, Any], deployed: dict[str, Any], registered: str,
-                    target: str) -> ReleaseParts:
+def _target_release(version: dict[str, Any], deployed: dict[str, Any], registered: str, target: str) -> ReleaseParts:
     """The known-good release: its manifest in the registry (tag llmops.release), else the deployed
     release with the weights swapped (a weights-only rollback)."""
     manifest = json.loads(version["tags"].get("llmops.release", "null") or "null") or {}
@@ -252,72 +248,72 @@ def _canary_backends(route: dict[str, Any] | None, service: str) -> list[dict[st
 
 # --- steps ----------------------------------------------------------------------------------------------------
 
-def _mark_plan(ctx: RunContext) -> Change | None:
+def _mark_plan(ctx: Ctx) -> Change | None:
     f = ctx.facts
-    if not f["rolled_back_from"]:
+    if not f.rolled_back_from:
         return None
-    versions = ", ".join(f["rolled_back_from"])
-    return Change(f"mark version {versions} of {f['registered_model']} as rolled back from (tag {ROLLED_BACK_TAG}: "
-                  f"this run, to version {f['target_version']}), so no rollback chooses it as known-good again",
-                  {v: (m or {}).get("run_id") for v, m in f["marked"].items()},
-                  {v: f"rolled back to {f['target_version']} by this run" for v in f["rolled_back_from"]})
+    versions = ", ".join(f.rolled_back_from)
+    return Change(f"mark version {versions} of {f.registered_model} as rolled back from (tag {ROLLED_BACK_TAG}: "
+                  f"this run, to version {f.target_version}), so no rollback chooses it as known-good again",
+                  {v: (m or {}).get("run_id") for v, m in f.marked.items()},
+                  {v: f"rolled back to {f.target_version} by this run" for v in f.rolled_back_from})
 
 
-def _marked(ctx: RunContext) -> bool:
+def _marked(ctx: Ctx) -> bool:
     f = ctx.facts
-    registry = _b(ctx).registry
-    return all((_rolled_back(registry.version(f["registered_model"], v)) or {}).get("run_id") == ctx.run_id
-               for v in f["rolled_back_from"])
+    registry = ctx.backends.registry
+    return all((_rolled_back(registry.version(f.registered_model, v)) or {}).get("run_id") == ctx.run_id
+               for v in f.rolled_back_from)
 
 
-def _mark_rolled_back(ctx: RunContext) -> dict[str, Any]:
+def _mark_rolled_back(ctx: Ctx) -> dict[str, Any]:
     f = ctx.facts
-    marker = json.dumps({"run_id": ctx.run_id, "to": f["target_version"], "at": time.time(), "by": operator()},
+    marker = json.dumps({"run_id": ctx.run_id, "to": f.target_version, "at": time.time(), "by": operator()},
                         sort_keys=True)
-    for version in f["rolled_back_from"]:
-        _b(ctx).registry.set_version_tag(f["registered_model"], version, ROLLED_BACK_TAG, marker)
-    return {"marked": f["rolled_back_from"], "tag": ROLLED_BACK_TAG}
+    for version in f.rolled_back_from:
+        ctx.backends.registry.set_version_tag(f.registered_model, version, ROLLED_BACK_TAG, marker)
+    return {"marked": f.rolled_back_from, "tag": ROLLED_BACK_TAG}
 
 
-def _alias_plan(ctx: RunContext) -> Change | None:
+def _alias_plan(ctx: Ctx) -> Change | None:
     f = ctx.facts
-    if f["current_version"] == f["target_version"]:
+    if f.current_version == f.target_version:
         return None
-    return Change(f"move alias {PRODUCTION} of {f['registered_model']} from version {f['current_version']} to "
-                  f"{f['target_version']}", {PRODUCTION: f["current_version"]}, {PRODUCTION: f["target_version"]})
+    return Change(f"move alias {PRODUCTION} of {f.registered_model} from version {f.current_version} to "
+                  f"{f.target_version}", {PRODUCTION: f.current_version}, {PRODUCTION: f.target_version})
 
 
-def _alias_in_place(ctx: RunContext) -> bool:
+def _alias_in_place(ctx: Ctx) -> bool:
     f = ctx.facts
-    return _b(ctx).registry.alias_version(f["registered_model"], PRODUCTION) == f["target_version"]
+    return ctx.backends.registry.alias_version(f.registered_model, PRODUCTION) == f.target_version
 
 
-def _move_alias(ctx: RunContext) -> dict[str, Any]:
+def _move_alias(ctx: Ctx) -> dict[str, Any]:
     f = ctx.facts
-    _b(ctx).registry.set_alias(f["registered_model"], PRODUCTION, f["target_version"])
-    return {"alias": PRODUCTION, "version": f["target_version"]}
+    ctx.backends.registry.set_alias(f.registered_model, PRODUCTION, f.target_version)
+    return {"alias": PRODUCTION, "version": f.target_version}
 
 
-def _deployment_plan(ctx: RunContext) -> Change | None:
+def _deployment_plan(ctx: Ctx) -> Change | None:
     f = ctx.facts
-    if f["deployed_release_id"] == f["target_release_id"]:
+    if f.deployed_release_id == f.target_release_id:
         return None
-    return Change(f"point Deployment {f['namespace']}/{f['service']} at release {f['target_release_id']} "
-                  f"(version {f['deployed_version']} -> {f['target_version']})",
-                  {"release": f["deployed_release_id"], "version": f["deployed_version"]},
-                  {"release": f["target_release_id"], "version": f["target_version"]})
+    return Change(f"point Deployment {f.namespace}/{f.service} at release {f.target_release_id} "
+                  f"(version {f.deployed_version} -> {f.target_version})",
+                  {"release": f.deployed_release_id, "version": f.deployed_version},
+                  {"release": f.target_release_id, "version": f.target_version})
 
 
-def _deployed_release(ctx: RunContext) -> str | None:
+def _deployed_release(ctx: Ctx) -> str | None:
     f = ctx.facts
-    deployment = _b(ctx).cluster.deployment(f["namespace"], f["service"]) or {"metadata": {}}
+    deployment = ctx.backends.cluster.deployment(f.namespace, f.service) or {"metadata": {}}
     return (deployment["metadata"].get("annotations") or {}).get(RELEASE_ANNOTATION)
 
 
-def _patch_deployment(ctx: RunContext) -> dict[str, Any]:
+def _patch_deployment(ctx: Ctx) -> dict[str, Any]:
     f = ctx.facts
-    deployment = _b(ctx).cluster.deployment(f["namespace"], f["service"])
-    parts = ReleaseParts(**{**f["target_release"], "serving_args": tuple(f["target_release"]["serving_args"])})
+    deployment = ctx.backends.cluster.deployment(f.namespace, f.service)
+    parts = ReleaseParts(**{**f.target_release, "serving_args": tuple(f.target_release["serving_args"])})
     pod = deployment["spec"]["template"]["spec"]
     vllm = next(i for i, c in enumerate(pod["containers"]) if c["name"] == "vllm")
     fetch = next(i for i, c in enumerate(pod.get("initContainers") or []) if c["name"] == "model-fetch")
@@ -335,80 +331,80 @@ def _patch_deployment(ctx: RunContext) -> dict[str, Any]:
         operations += [{"op": "replace", "path": f"{root}/labels/{_escape(k)}", "value": v} for k, v in labels.items()]
     operations += [
         {"op": "replace", "path": f"/spec/template/spec/containers/{vllm}/args", "value": list(parts.serving_args)},
-        {"op": "replace", "path": f"/spec/template/spec/containers/{vllm}/image", "value": f["target_image"]},
+        {"op": "replace", "path": f"/spec/template/spec/containers/{vllm}/image", "value": f.target_image},
         {"op": "replace", "path": f"/spec/template/spec/initContainers/{fetch}/command", "value": fetch_command},
     ]
-    _b(ctx).cluster.patch_deployment(f["namespace"], f["service"], operations)
+    ctx.backends.cluster.patch_deployment(f.namespace, f.service, operations)
     return {"release": parts.release_id, "patched_at": time.time()}
 
 
-def _canary_plan(ctx: RunContext) -> Change | None:
+def _canary_plan(ctx: Ctx) -> Change | None:
     f = ctx.facts
-    weights = {b["name"]: b["weight"] for b in f["canary_backends"]}
-    canaries = {n: w for n, w in weights.items() if n != f["service"] and w}
+    weights = {b["name"]: b["weight"] for b in f.canary_backends}
+    canaries = {n: w for n, w in weights.items() if n != f.service and w}
     if not canaries:
         return None
-    after = {n: (100 if n == f["service"] else 0) for n in weights}
-    return Change(f"route all of {f['service']}'s traffic to the stable release (canary weight -> 0)", weights, after)
+    after = {n: (100 if n == f.service else 0) for n in weights}
+    return Change(f"route all of {f.service}'s traffic to the stable release (canary weight -> 0)", weights, after)
 
 
-def _route_weights(ctx: RunContext) -> dict[str, int]:
+def _route_weights(ctx: Ctx) -> dict[str, int]:
     f = ctx.facts
-    route = _b(ctx).cluster.route(f["namespace"], f["service"])
+    route = ctx.backends.cluster.route(f.namespace, f.service)
     return {b["name"]: b.get("weight", 1) for b in (route["spec"]["rules"][0].get("backendRefs") or [])} if route else {}
 
 
-def _canary_zero(ctx: RunContext) -> bool:
+def _canary_zero(ctx: Ctx) -> bool:
     f = ctx.facts
-    return all(w == 0 for n, w in _route_weights(ctx).items() if n != f["service"])
+    return all(w == 0 for n, w in _route_weights(ctx).items() if n != f.service)
 
 
-def _zero_canary(ctx: RunContext) -> dict[str, Any]:
+def _zero_canary(ctx: Ctx) -> dict[str, Any]:
     f = ctx.facts
     operations = []
-    for backend in f["canary_backends"]:
+    for backend in f.canary_backends:
         path = f"/spec/rules/0/backendRefs/{backend['index']}"
-        weight = 100 if backend["name"] == f["service"] else 0
+        weight = 100 if backend["name"] == f.service else 0
         operations += [{"op": "test", "path": f"{path}/name", "value": backend["name"]},
                        {"op": "replace", "path": f"{path}/weight", "value": weight}]
-    _b(ctx).cluster.patch_route(f["namespace"], f["service"], operations)
+    ctx.backends.cluster.patch_route(f.namespace, f.service, operations)
     return {"weights": _route_weights(ctx)}
 
 
-def _rollout_complete(ctx: RunContext) -> bool:
+def _rollout_complete(ctx: Ctx) -> bool:
     f = ctx.facts
-    deployment = _b(ctx).cluster.deployment(f["namespace"], f["service"])
+    deployment = ctx.backends.cluster.deployment(f.namespace, f.service)
     if deployment is None:
         return False
     metadata, status = deployment["metadata"], deployment.get("status") or {}
     wanted = deployment["spec"].get("replicas") or status.get("replicas") or 1
-    on_target = (metadata.get("annotations") or {}).get(RELEASE_ANNOTATION) == f["target_release_id"]
+    on_target = (metadata.get("annotations") or {}).get(RELEASE_ANNOTATION) == f.target_release_id
     observed = metadata.get("generation") is None or (status.get("observedGeneration") or 0) >= metadata["generation"]
     counts = [status.get(k) or 0 for k in ("updatedReplicas", "availableReplicas", "replicas")]
     return on_target and observed and counts == [wanted, wanted, wanted]
 
 
-def _wait_rollout(ctx: RunContext) -> dict[str, Any]:
-    poll = ctx.targets.rollout.poll_seconds
+def _wait_rollout(ctx: Ctx) -> dict[str, Any]:
+    poll = ctx.backends.targets.rollout.poll_seconds
     began = time.monotonic()
-    deadline = min(ctx.deadline, began + ctx.targets.rollout.timeout_seconds)
+    deadline = min(ctx.deadline, began + ctx.backends.targets.rollout.timeout_seconds)
     while not _rollout_complete(ctx):
         if time.monotonic() + poll > deadline:
-            raise StepFailed(f"the rollout of {ctx.facts['service']} did not complete within the step's timeout")
-        ctx.progress(f"  wait-for-rollout: {ctx.facts['service']} not yet fully on the known-good release "
+            raise StepFailed(f"the rollout of {ctx.facts.service} did not complete within the step's timeout")
+        ctx.progress(f"  wait-for-rollout: {ctx.facts.service} not yet fully on the known-good release "
                      f"({time.monotonic() - began:.0f}s)")
         time.sleep(poll)
     return {"completed_at": time.time(), "waited_seconds": round(time.monotonic() - began, 3)}
 
 
-def readings(ctx: RunContext, window_seconds: int) -> dict[str, Any]:
-    f, b = ctx.facts, _b(ctx)
-    ns, window, slo = f["namespace"], f"{window_seconds}s", f["slo"]
-    page = b.signals.vector(f'ALERTS{{alertstate="firing",severity="page",model="{f["service"]}"}}')
+def readings(ctx: Ctx, window_seconds: int) -> dict[str, Any]:
+    f, b = ctx.facts, ctx.backends
+    ns, window, slo = f.namespace, f"{window_seconds}s", f.slo
+    page = b.signals.vector(f'ALERTS{{alertstate="firing",severity="page",model="{f.service}"}}')
     return {
         "window": window,
-        "availability_error_ratio": b.signals.scalar(availability_error_ratio(f["service"], ns, window)),
-        "latency_error_ratio": b.signals.scalar(latency_error_ratio(f["service"], ns, window, slo["ttft_threshold"])),
+        "availability_error_ratio": b.signals.scalar(availability_error_ratio(f.service, ns, window)),
+        "latency_error_ratio": b.signals.scalar(latency_error_ratio(f.service, ns, window, slo["ttft_threshold"])),
         "availability_budget": round(1 - slo["availability"] / 100, 6),
         "latency_budget": round(1 - slo["ttft_objective"] / 100, 6),
         "page_alerts": sorted(a["metric"].get("alertname", "?") for a in page),
@@ -421,9 +417,9 @@ def _within_slo(r: dict[str, Any]) -> bool:
             and r["latency_error_ratio"] <= r["latency_budget"] and not r["page_alerts"])
 
 
-def _verify_slo(ctx: RunContext) -> dict[str, Any]:
+def _verify_slo(ctx: Ctx) -> dict[str, Any]:
     """Poll until a full window of traffic after the rollout is within the SLOs and nothing pages."""
-    verification = ctx.targets.verification
+    verification = ctx.backends.targets.verification
     ready_at = float(ctx.outputs.get("wait-for-rollout", {}).get("completed_at", time.time())) + verification.window_seconds
     deadline = min(ctx.deadline, time.monotonic() + verification.timeout_seconds)
     while True:
@@ -431,40 +427,40 @@ def _verify_slo(ctx: RunContext) -> dict[str, Any]:
         if time.time() >= ready_at and _within_slo(current):
             return {"verified_at": time.time(), **current}
         if time.monotonic() + verification.poll_seconds > deadline:
-            raise StepFailed(f"{ctx.facts['service']} is not back within its SLOs: {json.dumps(current)}")
+            raise StepFailed(f"{ctx.facts.service} is not back within its SLOs: {json.dumps(current)}")
         ctx.progress(f"  verify-slo: errors {current['availability_error_ratio']}, slow first tokens "
                      f"{current['latency_error_ratio']}, paging {current['page_alerts'] or 'nothing'}")
         time.sleep(verification.poll_seconds)
 
 
-def _pinned(ctx: RunContext) -> bool:
+def _pinned(ctx: Ctx) -> bool:
     f = ctx.facts
-    model = stack_config.load_file(_stack_path(ctx)).models[f["model_index"]]
+    model = stack_config.load_file(ctx.backends.targets.stack_path()).models[f.model_index]
     canary_quiet = model.canary is None or model.canary.weight == 0
-    return model.release.version == f["target_version"] and canary_quiet
+    return model.release.version == f.target_version and canary_quiet
 
 
-def _pin_plan(ctx: RunContext) -> Change | None:
+def _pin_plan(ctx: Ctx) -> Change | None:
     if _pinned(ctx):
         return None
     f = ctx.facts
-    path = _stack_path(ctx)
-    model = stack_config.load_file(path).models[f["model_index"]]
-    return Change(f"pin {f['service']} to version {f['target_version']} (canary weight 0) in {path.name}, "
+    path = ctx.backends.targets.stack_path()
+    model = stack_config.load_file(path).models[f.model_index]
+    return Change(f"pin {f.service} to version {f.target_version} (canary weight 0) in {path.name}, "
                   "so the next `pulumi up` keeps the known-good release",
                   {"version": model.release.version, "canary_weight": model.canary.weight if model.canary else None},
-                  {"version": f["target_version"], "canary_weight": 0 if model.canary else None})
+                  {"version": f.target_version, "canary_weight": 0 if model.canary else None})
 
 
-def _pin_known_good(ctx: RunContext) -> dict[str, Any]:
+def _pin_known_good(ctx: Ctx) -> dict[str, Any]:
     """Edit the stack file in place (comments kept) and validate it; a file change ready to commit."""
     f = ctx.facts
 
     def pin(document: Any) -> None:
-        model = document["config"]["llmops:models"][f["model_index"]]
+        model = document["config"]["llmops:models"][f.model_index]
         release = model["release"]
-        release["version"] = f["target_version"]
-        target = f["target_release"]
+        release["version"] = f.target_version
+        target = f.target_release
         if target.get("prompt_version"):
             release["promptVersion"] = target["prompt_version"]
         if target.get("feature_view"):
@@ -472,16 +468,14 @@ def _pin_known_good(ctx: RunContext) -> dict[str, Any]:
         if "canary" in model:
             model["canary"]["weight"] = 0
 
-    path = _stack_path(ctx)
+    path = ctx.backends.targets.stack_path()
     edit_stack_file(path, pin)
-    return {"file": str(path), "version": f["target_version"]}
+    return {"file": str(path), "version": f.target_version}
 
 
-def signals(ctx: RunContext) -> dict[str, Any]:
-    if "service" not in ctx.facts:
-        return {}
+def signals(ctx: Ctx) -> dict[str, Any]:
     try:
-        return readings(ctx, ctx.targets.verification.window_seconds)
+        return readings(ctx, ctx.backends.targets.verification.window_seconds)
     except (TransientError, PreconditionFailed) as error:
         return {"error": str(error)}
 
@@ -492,7 +486,7 @@ def _parse_version(value: str) -> str:
     return str(int(value))
 
 
-ROLLBACK = Runbook(
+ROLLBACK: Runbook[Facts, Backends] = Runbook(
     name="rollback",
     title="Roll back a model release",
     summary=__doc__.split("\n\n")[1].replace("\n", " "),
@@ -504,8 +498,9 @@ ROLLBACK = Runbook(
         Param("force", "roll to --to even if it is newer than what serves, not validated, or was rolled back from",
               parse=switch, required=False, switch=True),
     ),
+    facts_type=Facts,
     prepare=prepare,
-    lock_target=lambda ctx: f"serving/{ctx.params['service']}",
+    lock_target=lambda ctx: f"serving/{ctx.facts.service}",
     lock_scope="<env>/serving/<service>",
     signals=signals,
     connect=connect,
@@ -518,8 +513,8 @@ ROLLBACK = Runbook(
         Step("patch-deployment",
              "Patch the stable Deployment to the known-good release (JSON patch, guarded by a test of the "
              "release the plan saw): weights, args, image, release labels and annotations.",
-             plan=_deployment_plan, check=lambda ctx: _deployed_release(ctx) == ctx.facts["target_release_id"],
-             action=_patch_deployment, verify=lambda ctx: _deployed_release(ctx) == ctx.facts["target_release_id"],
+             plan=_deployment_plan, check=lambda ctx: _deployed_release(ctx) == ctx.facts.target_release_id,
+             action=_patch_deployment, verify=lambda ctx: _deployed_release(ctx) == ctx.facts.target_release_id,
              timeout_seconds=60),
         Step("zero-canary-weight", "Send all traffic to the stable Deployment: every canary backend's weight to 0.",
              plan=_canary_plan, check=_canary_zero, action=_zero_canary, verify=_canary_zero, timeout_seconds=60),

@@ -1,6 +1,6 @@
 """Route53 for the failover runbook (boto3): read failover record sets, change them in one atomic
 batch and wait until the change is INSYNC, read health-check status, and ask Route53 what it answers
-for a name (TestDNSAnswer). Plus the replica check for S3: a prefix compared key by key.
+for a name (TestDNSAnswer).
 """
 
 from __future__ import annotations
@@ -91,31 +91,3 @@ class Route53Dns:
     def _inverted(self, check_id: str) -> bool:
         config = _call(f"health check {check_id}", self.route53.get_health_check, HealthCheckId=check_id)
         return bool(config["HealthCheck"]["HealthCheckConfig"].get("Inverted"))
-
-
-def compare_prefix(source: Any, source_bucket: str, target: Any, target_bucket: str, prefix: str) -> list[str]:
-    """What is wrong with the replica of `prefix` (empty: every object is there with the same size and ETag,
-    and the source reports no replication pending or failed)."""
-    def listing(s3: Any, bucket: str) -> dict[str, tuple[int, str]]:
-        found: dict[str, tuple[int, str]] = {}
-        paginator = s3.get_paginator("list_objects_v2")
-        for page in _call(f"list s3://{bucket}/{prefix}", lambda: list(paginator.paginate(Bucket=bucket, Prefix=prefix))):
-            for item in page.get("Contents", []):
-                found[item["Key"]] = (item["Size"], item["ETag"].strip('"'))
-        return found
-
-    wanted, present = listing(source, source_bucket), listing(target, target_bucket)
-    problems = []
-    if not wanted:
-        problems.append(f"s3://{source_bucket}/{prefix} is empty")
-    for key, (size, etag) in sorted(wanted.items()):
-        if key not in present:
-            problems.append(f"{key} missing in s3://{target_bucket}")
-        elif present[key] != (size, etag):
-            problems.append(f"{key} differs in s3://{target_bucket} (size/ETag {present[key]} != {(size, etag)})")
-        else:
-            status = _call(f"head s3://{source_bucket}/{key}", source.head_object, Bucket=source_bucket,
-                           Key=key).get("ReplicationStatus")
-            if status in ("PENDING", "FAILED"):
-                problems.append(f"{key}: replication {status}")
-    return problems

@@ -14,6 +14,7 @@ from typing import IO, Any, TypeVar
 from urllib.parse import urlencode
 
 from llmops.pii.sources import Source, s3_source
+from llmops.retrieval.build import SnapshotEntry
 from runbooks.adapters.aws import EVERY_CODE, aws_call, error_code
 from runbooks.engine import PreconditionFailed
 
@@ -193,3 +194,38 @@ class SnsTopic:
     def publish(self, topic_arn: str, subject: str, message: Mapping[str, Any]) -> str:
         return _call(self.sns.publish, TopicArn=topic_arn, Subject=subject[:100],
                      Message=json.dumps(message, sort_keys=True, default=str))["MessageId"]
+
+
+class S3Buckets:
+    """A region's buckets as listings (key -> size and ETag) and replication status, for the failover runbook's
+    replica check."""
+
+    def __init__(self, s3: Any) -> None:
+        self.s3 = s3
+
+    def listing(self, bucket: str, prefix: str) -> dict[str, tuple[int, str]]:
+        paginator = self.s3.get_paginator("list_objects_v2")
+        pages = aws_call(f"list s3://{bucket}/{prefix}", lambda: list(paginator.paginate(Bucket=bucket, Prefix=prefix)))
+        return {item["Key"]: (item["Size"], item["ETag"].strip('"')) for page in pages for item in page.get("Contents", [])}
+
+    def replication_status(self, bucket: str, key: str) -> str | None:
+        head = aws_call(f"head s3://{bucket}/{key}", self.s3.head_object, Bucket=bucket, Key=key)
+        return head.get("ReplicationStatus")
+
+
+class S3Corpus:
+    """A retrieval corpus in S3: the snapshot of a prefix (every object's key, version and ETag) and each
+    document read at exactly the snapshotted version."""
+
+    def __init__(self, s3: Any) -> None:
+        self.s3 = s3
+
+    def snapshot(self, bucket: str, prefix: str) -> list[SnapshotEntry]:
+        from llmops.retrieval.build import s3_snapshot
+
+        return aws_call(f"snapshot s3://{bucket}/{prefix}", s3_snapshot, self.s3, bucket, prefix)
+
+    def read(self, bucket: str, entry: SnapshotEntry) -> str:
+        version = {"VersionId": entry.version_id} if entry.version_id else {}
+        body = aws_call(f"read s3://{bucket}/{entry.key}", self.s3.get_object, Bucket=bucket, Key=entry.key, **version)
+        return str(body["Body"].read().decode("utf-8", "replace"))

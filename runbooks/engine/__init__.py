@@ -15,6 +15,7 @@ from runbooks.engine.model import (
     LockHeld,
     Param,
     PreconditionFailed,
+    Preparing,
     Runbook,
     RunbookError,
     RecordsUnavailable,
@@ -28,5 +29,5 @@ from runbooks.engine.model import (
 )
 
 __all__ = ["ApprovalRequired", "AwaitingApproval", "Change", "InputError", "Interrupted", "JournalCorrupt", "LockHeld",
-           "Param", "PreconditionFailed", "RecordsUnavailable", "Runbook", "RunbookError", "RunContext", "RunFinished", "Step",
+           "Param", "PreconditionFailed", "Preparing", "RecordsUnavailable", "Runbook", "RunbookError", "RunContext", "RunFinished", "Step",
            "StepFailed", "TransientError", "WorldChanged", "always_run"]

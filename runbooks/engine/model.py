@@ -4,8 +4,8 @@ and a verification; and the errors that tell the caller what to do (with their e
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, is_dataclass
+from typing import Any, Generic, TypeVar
 
 
 class RunbookError(Exception):
@@ -97,16 +97,20 @@ class Change:
     after: Any = None
 
 
+F = TypeVar("F")  # a runbook's facts: what prepare found, a dataclass of JSON values (journaled, restored on resume)
+B = TypeVar("B")  # a runbook's backends: its targets and the ports its steps reach the world through
+
+
 @dataclass(frozen=True)
-class Step:
+class Step(Generic[F, B]):
     """One step. `plan` says what it would change (None: nothing to do); `check` says whether its effect is
     already in place (a resumed run skips it then); `action` does it; `verify` proves the postcondition."""
     name: str
     description: str
-    plan: Callable[[RunContext], Change | None]
-    check: Callable[[RunContext], bool]
-    action: Callable[[RunContext], Mapping[str, Any] | None]
-    verify: Callable[[RunContext], bool]
+    plan: Callable[[RunContext[F, B]], Change | None]
+    check: Callable[[RunContext[F, B]], bool]
+    action: Callable[[RunContext[F, B]], Mapping[str, Any] | None]
+    verify: Callable[[RunContext[F, B]], bool]
     timeout_seconds: float = 300
     retries: int = 3
     backoff_seconds: float = 1.0
@@ -114,41 +118,68 @@ class Step:
     # A gate: the run's approval is not enough; what this step will do (its plan, computed when it is reached)
     # must be approved on its own -- interactively, or with `--resume RUN_ID --approve GATE_HASH`. `--yes`
     # never opens a gate.
-    gate: bool | Callable[[RunContext], bool] = False
+    gate: bool | Callable[[RunContext[F, B]], bool] = False
 
 
-def always_run(ctx: RunContext) -> bool:
+def always_run(ctx: RunContext[Any, Any]) -> bool:
     """A step's check for steps that always run (they change nothing: a scan, a verification)."""
     return False
 
 
+def no_signals(ctx: RunContext[Any, Any]) -> Mapping[str, Any]:
+    return {}
+
+
 @dataclass(frozen=True)
-class Runbook:
+class Runbook(Generic[F, B]):
     name: str
     title: str
     summary: str
     params: tuple[Param, ...]
-    steps: tuple[Step, ...]
-    # Resolve and validate inputs against the world (read-only); raise InputError / PreconditionFailed.
-    prepare: Callable[[RunContext], None]
+    steps: tuple[Step[F, B], ...]
+    # The facts' type: prepare returns one; a resumed run rebuilds it from the journal (`facts_type(**journaled)`).
+    facts_type: type[F]
+    # Resolve and validate inputs against the world (read-only) into facts; raise InputError / PreconditionFailed.
+    prepare: Callable[[Preparing[B]], F]
     # The lock key, e.g. "prod/serving/chat": one run per environment and target.
-    lock_target: Callable[[RunContext], str]
+    lock_target: Callable[[RunContext[F, B]], str]
+    # targets -> the backends the steps use (the targets type is the runbook's own: runbooks/targets.py).
+    connect: Callable[[Any], B]
     # Signals recorded before and after (SLO readings, ...), for the evidence.
-    signals: Callable[[RunContext], Mapping[str, Any]] = lambda ctx: {}
-    connect: Callable[[Any], Any] = lambda targets: None  # targets -> the backends the steps use
+    signals: Callable[[RunContext[F, B]], Mapping[str, Any]] = no_signals
     lock_scope: str = "<env>/<target>"  # how the lock key reads, for the page
 
 
 @dataclass
-class RunContext:
-    """What steps see: parameters, the environment's targets, backends, and facts found while preparing."""
+class Preparing(Generic[B]):
+    """What `prepare` sees: the parameters, the environment and the backends -- to read, never to change."""
     runbook: str
     environment: str
     params: dict[str, Any]
-    targets: Any
-    backends: Any
-    facts: dict[str, Any] = field(default_factory=dict)
+    backends: B
+    progress: Callable[[str], None] = lambda message: None
+
+
+@dataclass
+class RunContext(Generic[F, B]):
+    """What steps see: parameters, backends (with the environment's targets), and the facts prepare found."""
+    runbook: str
+    environment: str
+    params: dict[str, Any]
+    backends: B
+    facts: F
     outputs: dict[str, Mapping[str, Any]] = field(default_factory=dict)  # step name -> its action's outputs
     deadline: float = 0.0  # monotonic time by which the current step must finish
     run_id: str | None = None  # set once the run is approved and journaled
     progress: Callable[[str], None] = lambda message: None
+
+
+def facts_to_journal(facts: Any) -> dict[str, Any]:
+    """Facts as JSON values for the journal (a dataclass of JSON values, or a plain mapping)."""
+    if is_dataclass(facts) and not isinstance(facts, type):
+        return asdict(facts)
+    return dict(facts)
+
+
+def facts_from_journal(facts_type: type[F], journaled: Mapping[str, Any]) -> F:
+    return facts_type(**journaled)

@@ -37,11 +37,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic
 
 from runbooks.engine.journal import Journal
 from runbooks.engine.metrics import RunMetrics
 from runbooks.engine.model import (
+    B,
+    F,
     ApprovalRequired,
     AwaitingApproval,
     Change,
@@ -49,6 +51,7 @@ from runbooks.engine.model import (
     Interrupted,
     JournalCorrupt,
     PreconditionFailed,
+    Preparing,
     RecordsUnavailable,
     Runbook,
     RunbookError,
@@ -58,6 +61,8 @@ from runbooks.engine.model import (
     StepFailed,
     TransientError,
     WorldChanged,
+    facts_from_journal,
+    facts_to_journal,
 )
 from runbooks.engine.plan import Plan, PlannedStep
 from runbooks.engine.records import AuditLog, keyed_hash, operator, recorded_params
@@ -143,7 +148,7 @@ def signals_interrupt() -> Iterator[None]:
             signal.signal(number, old)
 
 
-def build_plan(runbook: Runbook, ctx: RunContext, recorded: Mapping[str, Any]) -> Plan:
+def build_plan(runbook: Runbook[F, B], ctx: RunContext[F, B], recorded: Mapping[str, Any]) -> Plan:
     steps = [PlannedStep(step.name, step.description, step.plan(ctx), step.needs_approval) for step in runbook.steps]
     return Plan(runbook.name, ctx.environment, recorded, steps)
 
@@ -162,46 +167,62 @@ def gate_hash(step: str, change: Change) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-class Run:
-    def __init__(self, runbook: Runbook, ctx: RunContext, services: Services, options: RunOptions) -> None:
-        self.runbook, self.ctx, self.services, self.options = runbook, ctx, services, options
-        self.metrics = RunMetrics(runbook.name, ctx.environment)
+class Run(Generic[F, B]):
+    def __init__(self, runbook: Runbook[F, B], invocation: Preparing[B], services: Services,
+                 options: RunOptions) -> None:
+        self.runbook, self.invocation, self.services, self.options = runbook, invocation, services, options
+        self.environment = invocation.environment
+        self.metrics = RunMetrics(runbook.name, invocation.environment)
+        self._ctx: RunContext[F, B] | None = None
         self.journal: Journal | None = None
         self._current_step: str | None = None
         self.run_id: str | None = None
         self.lock_key: str | None = None
         self._last_progress = 0.0
 
+    @property
+    def ctx(self) -> RunContext[F, B]:
+        assert self._ctx is not None, "the run's context exists once prepare has found the facts"
+        return self._ctx
+
+    def _prepared(self, facts: F | None = None) -> RunContext[F, B]:
+        """A context with the facts prepare finds now (or those given: a resumed run's, from its journal)."""
+        i = self.invocation
+        found = self.runbook.prepare(i) if facts is None else facts
+        return RunContext(runbook=i.runbook, environment=i.environment, params=i.params, backends=i.backends,
+                          facts=found, progress=i.progress)
+
     # --- entry points -------------------------------------------------------------------------------
 
     def start(self) -> RunResult:
-        self.runbook.prepare(self.ctx)
-        recorded = self._recorded_params(key=self.ctx.environment)
+        self._ctx = self._prepared()
+        recorded = self._recorded_params(key=self.environment)
         plan = build_plan(self.runbook, self.ctx, recorded)
         if self.options.dry_run:
             return RunResult(None, "planned", plan)
         approval = self._approve(plan)
-        self.run_id = self.ctx.run_id = new_run_id(self.runbook.name)
-        self.lock_key = f"{self.ctx.environment}/{self.runbook.lock_target(self.ctx)}"
+        self.run_id = new_run_id(self.runbook.name)
+        self.lock_key = f"{self.environment}/{self.runbook.lock_target(self.ctx)}"
         self.services.lock.acquire(self.lock_key, holder=operator(), run_id=self.run_id,
                                    ttl_seconds=self.services.lock_ttl_seconds)
         keep_lock = False
         try:
             # Under the lock, look again: what was approved must still be what would be done.
-            self.ctx.facts.clear()
-            self.runbook.prepare(self.ctx)
+            self._ctx = self._prepared()
+            self.ctx.run_id = self.run_id
             now = build_plan(self.runbook, self.ctx, recorded)
             if now.hash != plan.hash:
                 raise WorldChanged(f"the world changed since the plan was approved ({plan.hash} -> {now.hash}); "
                                    "nothing was changed. Review the new plan and approve it.")
             self._preflight()
             self.journal = Journal.create(self.services.state_dir, self.run_id)
-            self.journal.append("run_started", runbook=self.runbook.name, environment=self.ctx.environment,
-                                params=self._journal_params(), recorded_params=recorded, facts=self.ctx.facts,
+            self.journal.append("run_started", runbook=self.runbook.name, environment=self.environment,
+                                params=self._journal_params(), recorded_params=recorded,
+                                facts=facts_to_journal(self.ctx.facts),
                                 plan=plan.to_dict(), plan_hash=plan.hash, approval=approval, operator=operator(),
                                 lock_key=self.lock_key)
             self.options.progress(f"run {self.run_id} started; if it stops, resume it with: "
-                                  f"{resume_command(self.runbook.name, self.ctx.environment, self.run_id)}")
+                                  f"{resume_command(self.runbook.name, self.environment, self.run_id)}")
             result = self._execute(plan, approval)
             keep_lock = result.status == "interrupted"
             return result
@@ -220,13 +241,14 @@ class Run:
         if started is None:
             raise JournalCorrupt(f"{self.journal.path}: no run_started record; the run cannot be resumed from it. "
                                  "Nothing was changed.")
-        if started["runbook"] != self.runbook.name or started["environment"] != self.ctx.environment:
-            raise InputError(f"run {run_id} is not a {self.runbook.name} run in {self.ctx.environment}")
+        if started["runbook"] != self.runbook.name or started["environment"] != self.environment:
+            raise InputError(f"run {run_id} is not a {self.runbook.name} run in {self.environment}")
         self.run_id, self.lock_key = run_id, started["lock_key"]
+        self.invocation.params.update(started["params"])
+        # The facts found when the plan was approved, not re-derived.
+        self._ctx = self._prepared(facts_from_journal(self.runbook.facts_type, started["facts"]))
         self.ctx.run_id = run_id
-        self.ctx.params.update(started["params"])
-        self.ctx.facts.update(started["facts"])  # the targets chosen when approved, not re-derived
-        plan = Plan(self.runbook.name, self.ctx.environment, started["recorded_params"],
+        plan = Plan(self.runbook.name, self.environment, started["recorded_params"],
                     [PlannedStep(s["name"], s["description"], None, s["needs_approval"]) for s in started["plan"]["steps"]])
         self.services.lock.acquire(self.lock_key, holder=operator(), run_id=run_id,
                                    ttl_seconds=self.services.lock_ttl_seconds)
@@ -268,7 +290,7 @@ class Run:
         self.journal.append("run_interrupted", signal=stop.name, step=step)
         if step is not None:
             self._audit(f"{step}/interrupted/{int(time.time())}", step, None, None, "interrupted", stop.name)
-        command = resume_command(self.runbook.name, self.ctx.environment, self.run_id)
+        command = resume_command(self.runbook.name, self.environment, self.run_id)
         where = f"during step {step}" if step else "between steps"
         message = (f"interrupted by {stop.name} {where}; the run is journaled and keeps the lock "
                    f"{self.lock_key} until it is resumed (or the lock expires). Resume it with: {command}")
@@ -293,7 +315,7 @@ class Run:
             self._notify_once("awaiting-approval", {"reason": str(pause)})
             self.options.progress(f"paused: {pause}")
             return RunResult(self.run_id, "paused", plan, self._step_summaries(), None, str(pause), pause.exit_code,
-                             resume_command=resume_command(self.runbook.name, self.ctx.environment, self.run_id)
+                             resume_command=resume_command(self.runbook.name, self.environment, self.run_id)
                              + " --approve GATE_HASH")
         except RecordsUnavailable:
             raise  # nothing to finish with: the run stays resumable once the location is fixed
@@ -418,30 +440,30 @@ class Run:
         return {"how": "interactive", "by": who, "plan_hash": plan.hash, "at": time.time()}
 
     def _recorded_params(self, key: str) -> dict[str, Any]:
-        return recorded_params(self.ctx.params, self.runbook.params, key)
+        return recorded_params(self.invocation.params, self.runbook.params, key)
 
     def _journal_params(self) -> dict[str, Any]:
         sensitive = {p.name for p in self.runbook.params if p.sensitive}
-        return {k: v for k, v in self.ctx.params.items() if k not in sensitive}
+        return {k: v for k, v in self.invocation.params.items() if k not in sensitive}
 
     def _audit(self, key: str, step: str, before: Any, after: Any, outcome: str, error: str | None = None) -> None:
         try:
             self.services.audit.append_once(f"{self.run_id}/{key}", {
-                "run_id": self.run_id, "runbook": self.runbook.name, "environment": self.ctx.environment,
-                "operator": operator(), "params": self._recorded_params(self.ctx.environment), "step": step,
+                "run_id": self.run_id, "runbook": self.runbook.name, "environment": self.environment,
+                "operator": operator(), "params": self._recorded_params(self.environment), "step": step,
                 "before": before, "after": after, "outcome": outcome, "error": error})
         except (OSError, TransientError, PreconditionFailed) as failure:
             raise RecordsUnavailable(
                 f"the audit record of step {step} could not be written ({failure}); what the step did is journaled. "
-                f"Fix the audit location, then: {resume_command(self.runbook.name, self.ctx.environment, str(self.run_id))}"
+                f"Fix the audit location, then: {resume_command(self.runbook.name, self.environment, str(self.run_id))}"
             ) from None
 
     def _notify_once(self, kind: str, details: Mapping[str, Any]) -> None:
         assert self.journal is not None
         if self.journal.has("notified", kind=kind):
             return
-        subject = f"[{self.ctx.environment}] runbook {self.runbook.name} {kind}"
-        message = {"run_id": self.run_id, "runbook": self.runbook.name, "environment": self.ctx.environment,
+        subject = f"[{self.environment}] runbook {self.runbook.name} {kind}"
+        message = {"run_id": self.run_id, "runbook": self.runbook.name, "environment": self.environment,
                    "event": kind, "operator": operator(), **details}
         self.services.notifier.publish(subject=subject, message=message, dedup_id=f"{self.run_id}-{kind}")
         self.journal.append("notified", kind=kind)
@@ -465,7 +487,7 @@ class Run:
         signals = {e["phase"]: e["values"] for e in events if e["event"] == "signals"}
         started = self.journal.first("run_started") or {}
         bundle = {
-            "run_id": self.run_id, "runbook": self.runbook.name, "environment": self.ctx.environment,
+            "run_id": self.run_id, "runbook": self.runbook.name, "environment": self.environment,
             "operator": started.get("operator"), "inputs": started.get("recorded_params"),
             "plan": plan, "plan_hash": plan_hash, "approval": approval, "steps": self._step_summaries(),
             "signals": signals, "outcome": outcome, "error": error,
@@ -479,15 +501,15 @@ class Run:
             raise RecordsUnavailable(
                 f"the evidence of run {self.run_id} could not be written ({failure}); every step's outcome is "
                 f"journaled. Fix the evidence location, then: "
-                f"{resume_command(self.runbook.name, self.ctx.environment, str(self.run_id))}") from None
+                f"{resume_command(self.runbook.name, self.environment, str(self.run_id))}") from None
         return key
 
 
-def run(runbook: Runbook, ctx: RunContext, services: Services, options: RunOptions) -> RunResult:
+def run(runbook: Runbook[F, B], invocation: Preparing[B], services: Services, options: RunOptions) -> RunResult:
     """Plan, approve and execute (or resume) a runbook; errors are RunbookErrors with exit codes. SIGINT or
     SIGTERM before the run is journaled raises Interrupted (nothing was changed); after, the result is
     `interrupted`, resumable."""
-    runner = Run(runbook, ctx, services, options)
+    runner = Run(runbook, invocation, services, options)
     with signals_interrupt():
         if options.resume:
             return runner.resume(options.resume)

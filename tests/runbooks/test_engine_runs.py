@@ -5,6 +5,7 @@ needed, so every failure class is driven exactly; the runbooks' own suites cover
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from runbooks.engine import (
     Change,
     JournalCorrupt,
     Param,
+    Preparing,
     RecordsUnavailable,
     Runbook,
     RunContext,
@@ -24,18 +26,24 @@ from runbooks.engine.runner import RunOptions, Services, run
 from runbooks.engine.services import FileLock, FileRecordStore, PrintNotifier
 
 
-def _write_step(name: str) -> Step:
-    def target(ctx: RunContext) -> Path:
-        return Path(ctx.params["where"]) / name
+@dataclass
+class Where:
+    directory: str
+
+
+def _write_step(name: str) -> Step[Where, None]:
+    def target(ctx: RunContext[Where, None]) -> Path:
+        return Path(ctx.facts.directory) / name
 
     return Step(name, f"write {name}", plan=lambda ctx: Change(f"write {name}", None, name),
                 check=lambda ctx: target(ctx).exists(), action=lambda ctx: target(ctx).write_text(name) and None,
                 verify=lambda ctx: target(ctx).exists(), timeout_seconds=10)
 
 
-TOY = Runbook(name="toy", title="Toy", summary="Writes two files.", params=(Param("where", "a directory"),),
-              steps=(_write_step("one"), _write_step("two")), prepare=lambda ctx: None,
-              lock_target=lambda ctx: "files/toy")
+TOY: Runbook[Where, None] = Runbook(
+    name="toy", title="Toy", summary="Writes two files.", params=(Param("where", "a directory"),),
+    steps=(_write_step("one"), _write_step("two")), facts_type=Where,
+    prepare=lambda ctx: Where(ctx.params["where"]), lock_target=lambda ctx: "files/toy", connect=lambda targets: None)
 
 
 def services(tmp: Path, *, audit: Path | None = None, evidence: Path | None = None) -> Services:
@@ -47,8 +55,8 @@ def services(tmp: Path, *, audit: Path | None = None, evidence: Path | None = No
 def go(tmp: Path, svc: Services, **options: object):
     world = tmp / "world"
     world.mkdir(exist_ok=True)
-    ctx = RunContext(runbook="toy", environment="dev", params={"where": str(world)}, targets=None, backends=None)
-    return run(TOY, ctx, svc, RunOptions(**options))  # type: ignore[arg-type]
+    invocation = Preparing(runbook="toy", environment="dev", params={"where": str(world)}, backends=None)
+    return run(TOY, invocation, svc, RunOptions(**options))  # type: ignore[arg-type]
 
 
 def not_a_directory(tmp: Path) -> Path:
@@ -88,7 +96,7 @@ def test_a_resume_from_a_journal_damaged_in_the_middle_refuses_and_changes_nothi
     lines[1] = lines[1].replace('"event"', '"evnt"', 1)
     journal.write_text("\n".join(lines) + "\n")
     (tmp_path / "world" / "two").unlink()
-    with pytest.raises(JournalCorrupt, match=rf"journal.jsonl: line 2: .*Nothing was changed"):
+    with pytest.raises(JournalCorrupt, match=r"journal.jsonl: line 2: .*Nothing was changed"):
         go(tmp_path, svc, resume=run_id)
     assert not (tmp_path / "world" / "two").exists()
 
@@ -108,20 +116,20 @@ def test_records_that_fail_mid_run_stop_it_resumably_and_resume_writes_them(tmp_
     svc = services(tmp_path)
     audit = tmp_path / "audit" / "audit.jsonl"
 
-    def break_the_audit_log(ctx: RunContext) -> None:  # the audit location fails while the step acts
-        (Path(ctx.params["where"]) / "two").write_text("two")
+    def break_the_audit_log(ctx: RunContext[Where, None]) -> None:  # the audit location fails while the step acts
+        (Path(ctx.facts.directory) / "two").write_text("two")
         audit.unlink()
         audit.mkdir()
 
     sabotaged = Runbook(name="toy", title="Toy", summary="", params=TOY.params, prepare=TOY.prepare,
-                        lock_target=TOY.lock_target,
+                        lock_target=TOY.lock_target, facts_type=Where, connect=TOY.connect,
                         steps=(TOY.steps[0], Step("two", "write two", plan=TOY.steps[1].plan, check=TOY.steps[1].check,
                                                   action=break_the_audit_log, verify=TOY.steps[1].verify)))
     world = tmp_path / "world"
     world.mkdir()
-    ctx = RunContext(runbook="toy", environment="dev", params={"where": str(world)}, targets=None, backends=None)
+    invocation = Preparing(runbook="toy", environment="dev", params={"where": str(world)}, backends=None)
     with pytest.raises(RecordsUnavailable, match="audit record of step two could not be written .*--resume"):
-        run(sabotaged, ctx, svc, RunOptions(yes=True))
+        run(sabotaged, invocation, svc, RunOptions(yes=True))
     (run_id,) = [p.name for p in (tmp_path / "state").iterdir() if p.name != "locks"]
     audit.rmdir()  # the location is fixed
     resumed = go(tmp_path, svc, resume=run_id)
