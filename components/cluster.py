@@ -48,7 +48,8 @@ def kubeconfig(cluster_name: str, region: str, endpoint: str, certificate_author
     return json.dumps({
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": cluster_name, "cluster": {"server": endpoint, "certificate-authority-data": certificate_authority}}],
+        "clusters": [{"name": cluster_name,
+                      "cluster": {"server": endpoint, "certificate-authority-data": certificate_authority}}],
         "contexts": [{"name": cluster_name, "context": {"cluster": cluster_name, "user": cluster_name}}],
         "current-context": cluster_name,
         "users": [{"name": cluster_name, "user": {"exec": {
@@ -73,7 +74,8 @@ class Cluster(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         region = args.region
 
-        secrets_key = aws.kms.Key(f"{name}-secrets", description=f"Envelope encryption of Kubernetes secrets in {args.cluster_name}",
+        secrets_key = aws.kms.Key(f"{name}-secrets",
+                                  description=f"Envelope encryption of Kubernetes secrets in {args.cluster_name}",
                                   enable_key_rotation=True, deletion_window_in_days=30, opts=child)
         aws.kms.Alias(f"{name}-secrets", name=f"alias/{args.cluster_name}-secrets", target_key_id=secrets_key.key_id, opts=child)
 

@@ -161,7 +161,8 @@ class RegionalFailover(pulumi.ComponentResource):
                                 assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [{
                                     "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"},
                                     "Action": "sts:AssumeRole"}]}), opts=on_primary)
-            policy = pulumi.Output.all(source.arn, source_key.arn, *[x for b, k, _ in destinations for x in (b.arn, k.arn)]).apply(
+            arns = [x for b, k, _ in destinations for x in (b.arn, k.arn)]
+            policy = pulumi.Output.all(source.arn, source_key.arn, *arns).apply(
                 lambda values, d=destinations: replication_role_policy(
                     values[0], values[1], primary.region,
                     [(values[2 + 2 * i], values[3 + 2 * i], region) for i, (_, _, region) in enumerate(d)]))

@@ -80,8 +80,8 @@ class FeatureStore(pulumi.ComponentResource):
                          region=args.placement.region, secret_arn=late("secret_arn"), feature_store_yaml=feature_store_yaml,
                          materialize_schedule=cfg.materialize_schedule, client_namespaces=args.placement.client_namespaces,
                          scripts={"secret_exec.py": source("secret_exec.py")}, tags=args.placement.tags)
-        kubernetes_objects(f"{name}-features", [namespace(NAMESPACE, args.placement.tags), *feast_objects(spec)], self, late_values={
-            "bucket": bucket.name, "redis_host": redis.primary_endpoint_address, "role_arn": role.arn,
-            "secret_arn": secret.arn})
+        kubernetes_objects(f"{name}-features", [namespace(NAMESPACE, args.placement.tags), *feast_objects(spec)], self,
+                           late_values={"bucket": bucket.name, "redis_host": redis.primary_endpoint_address,
+                                        "role_arn": role.arn, "secret_arn": secret.arn})
         self.register_outputs({"registryBucket": bucket.name, "redisEndpoint": redis.primary_endpoint_address,
                                "authSecretArn": secret.arn})

@@ -56,7 +56,8 @@ def managed_policy_arn(region: str, name: str) -> str:
     return f"arn:{partition(region)}:iam::aws:policy/{name}"
 
 
-def role_policy(name: str, role: aws.iam.Role, statements: pulumi.Input[list[dict]], parent: pulumi.Resource) -> aws.iam.RolePolicy:
+def role_policy(name: str, role: aws.iam.Role, statements: pulumi.Input[list[dict]],
+                parent: pulumi.Resource) -> aws.iam.RolePolicy:
     """An inline policy: the role's permissions live and die with it, and are read in one place."""
     document = pulumi.Output.from_input(statements).apply(
         lambda items: json.dumps({"Version": "2012-10-17", "Statement": items}, sort_keys=True))

@@ -67,7 +67,7 @@ class Network(pulumi.ComponentResource):
 
         cluster_tag = f"kubernetes.io/cluster/{args.cluster_name}"
         public_subnets, private_subnets, private_tables, nats = [], [], [], []
-        for index, (private_cidr, public_cidr) in enumerate(zip(private_cidrs, public_cidrs)):
+        for index, (private_cidr, public_cidr) in enumerate(zip(private_cidrs, public_cidrs, strict=True)):
             zone = zones[index]
             public = aws.ec2.Subnet(
                 f"{name}-public-{index}", vpc_id=vpc.id, cidr_block=public_cidr, availability_zone=zone,

@@ -63,7 +63,8 @@ class Region(pulumi.ComponentResource):
         self.gpu_pools = {
             pool.name: GpuNodePool(f"{name}-gpu-{pool.name}", GpuNodePoolArgs(
                 # A cold standby keeps no GPU node: the pool scales from zero when failover asks for replicas.
-                pool=pool.model_copy(update={"min_size": 0, "desired_size": 0}) if cold else pool, cluster_name=cluster.name, node_role_arn=cluster.node_role.arn,
+                pool=pool.model_copy(update={"min_size": 0, "desired_size": 0}) if cold else pool,
+                cluster_name=cluster.name, node_role_arn=cluster.node_role.arn,
                 subnet_ids=network.private_subnet_ids, tags=tags, depends_on=[cluster.system_node_group]), opts=on_aws)
             for pool in cfg.gpu_pools
         }

@@ -18,8 +18,8 @@ from components.keys import generated_secret, rotating_key
 from components.kubernetes import kubernetes_objects, late
 from components.manifests.qdrant import NAME, QdrantSpec, qdrant_objects
 from components.manifests.workload import namespace
-from components.release import index_fingerprint, recorded_config
 from components.placement import DataPlacement
+from components.release import index_fingerprint, recorded_config
 
 NAMESPACE = "retrieval"
 API_KEY_VERSION = 1
@@ -65,8 +65,8 @@ class RetrievalIndex(pulumi.ComponentResource):
                                       service_account=NAME, parent=self)
         role_policy(f"{name}-qdrant", server, pulumi.Output.all(secret.arn, key.arn).apply(
             lambda a: secret_statements(a[0], a[1])), parent=self)
-        snapshots = service_account_role(f"{name}-qdrant-snapshot", oidc_provider=args.placement.oidc_provider, namespace=NAMESPACE,
-                                         service_account=f"{NAME}-snapshot", parent=self)
+        snapshots = service_account_role(f"{name}-qdrant-snapshot", oidc_provider=args.placement.oidc_provider,
+                                         namespace=NAMESPACE, service_account=f"{NAME}-snapshot", parent=self)
         role_policy(f"{name}-qdrant-snapshot", snapshots, pulumi.Output.all(bucket.arn, key.arn, secret.arn).apply(
             lambda a: bucket_statements(a[0], a[1], write=True, prefix="qdrant/*") + secret_statements(a[2], a[1])),
             parent=self)

@@ -42,8 +42,8 @@ from runbooks.engine import (
     always_run,
 )
 from runbooks.params import aws_region, switch
-from runbooks.stack_file import edit_stack_file
 from runbooks.ports import Buckets, Cluster, DnsZone, Registry
+from runbooks.stack_file import edit_stack_file
 from runbooks.targets import Targets, require
 
 MARKER_PREFIX = "_llmops-failover"
@@ -375,7 +375,8 @@ def _pin_plan(ctx: Ctx) -> Change | None:
         return None
     f = ctx.facts
     value = None if f.target == f.primary else f.target
-    return Change(f"pin failover.activeRegion = {value or '(default: ' + f.primary + ')'} in {ctx.backends.targets.stack_path().name}, "
+    shown = value or f"(default: {f.primary})"
+    return Change(f"pin failover.activeRegion = {shown} in {ctx.backends.targets.stack_path().name}, "
                   "so the next `pulumi up` keeps traffic where it is", {"activeRegion": f.source},
                   {"activeRegion": value})
 

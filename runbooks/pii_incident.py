@@ -483,7 +483,8 @@ PII_INCIDENT: Runbook[Facts, Backends] = Runbook(
     title="Contain personal data found in logs",
     summary=__doc__.split("\n\n")[1].replace("\n", " "),
     params=(
-        Param("incident", "the incident id, e.g. INC-2041 (names the record and the quarantine prefix)", parse=identifier("an incident id", "INC-2041")),
+        Param("incident", "the incident id, e.g. INC-2041 (names the record and the quarantine prefix)",
+              parse=identifier("an incident id", "INC-2041")),
         Param("source", "where the data was found: s3://bucket/prefix", parse=s3_prefix),
         Param("since", "only objects written at or after this time (ISO 8601; default: all)", parse=instant,
               required=False),

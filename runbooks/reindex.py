@@ -17,9 +17,9 @@ made in `connect`.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
 import yaml
@@ -47,7 +47,6 @@ from runbooks.engine import (
 from runbooks.params import identifier, s3_prefix, switch
 from runbooks.ports import Corpus
 from runbooks.targets import RetrievalTargets, Targets, require
-
 
 
 @dataclass

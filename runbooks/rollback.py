@@ -40,8 +40,8 @@ from runbooks.engine import (
 )
 from runbooks.engine.records import operator
 from runbooks.params import switch
-from runbooks.stack_file import edit_stack_file
 from runbooks.ports import Cluster, Registry, Signals
+from runbooks.stack_file import edit_stack_file
 from runbooks.targets import Targets, require
 
 PRODUCTION, LAST_KNOWN_GOOD = "production", "last-known-good"

@@ -19,7 +19,6 @@ from components.paths import PROJECT_ROOT, TARGETS_DIR
 from runbooks.engine import InputError
 
 
-
 class _Model(BaseModel):
     model_config = ConfigDict(strict=True, frozen=True, extra="forbid")
 

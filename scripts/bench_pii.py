@@ -114,8 +114,10 @@ def near_miss_line(rng: random.Random) -> str:
     uid = "%08x-%04x-%04x-%04x-%012x" % tuple(rng.getrandbits(b) for b in (32, 16, 16, 16, 48))
     return (f'{{"ts": "2026-11-22T03:{rng.randint(10, 59)}:{rng.randint(10, 59)}.{rng.randint(100, 999)}Z", '
             f'"request_id": "{uid}", "digest": "sha256:{rng.randbytes(32).hex()}", '
-            f'"image": "vllm:0.{rng.randint(6, 11)}.{rng.randint(0, 9)}", "version": "{".".join(str(rng.randint(0, 20)) for _ in range(5))}", '
-            f'"amount": "{rng.randint(1000, 99999)}.{rng.randint(10, 99)} EUR", "epoch_ms": {rng.randint(1_700_000_000_000, 1_799_999_999_999)}, '
+            f'"image": "vllm:0.{rng.randint(6, 11)}.{rng.randint(0, 9)}", '
+            f'"version": "{".".join(str(rng.randint(0, 20)) for _ in range(5))}", '
+            f'"amount": "{rng.randint(1000, 99999)}.{rng.randint(10, 99)} EUR", '
+            f'"epoch_ms": {rng.randint(1_700_000_000_000, 1_799_999_999_999)}, '
             f'"build": "{rng.randint(100, 999)}-{rng.randint(100, 999)}-{rng.randint(10000, 99999)}", '
             f'"note": "{rng.choice(NEGATIVES)(rng)}"}}')
 
@@ -173,8 +175,14 @@ def presidio_recognizers() -> tuple[str, list[Any], Any]:
     try:
         import tldextract
         from presidio_analyzer import EntityRecognizer
-        from presidio_analyzer.predefined_recognizers import (CreditCardRecognizer, EmailRecognizer, IbanRecognizer,
-                                                              IpRecognizer, PhoneRecognizer, UsSsnRecognizer)
+        from presidio_analyzer.predefined_recognizers import (
+            CreditCardRecognizer,
+            EmailRecognizer,
+            IbanRecognizer,
+            IpRecognizer,
+            PhoneRecognizer,
+            UsSsnRecognizer,
+        )
     except ImportError as error:
         print(f"presidio-analyzer is not installed ({error}); install the extra: {INSTALL_HINT}", file=sys.stderr)
         sys.exit(2)

@@ -101,7 +101,8 @@ def migration_job(spec: MlflowSpec) -> dict[str, Any]:
         spec, ["python", f"{SCRIPTS}/mlflow_migrate.py", backend_store_uri(spec)]), spec, 1, "1Gi")
     return {
         "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {"name": migration_job_name(spec.image), "namespace": spec.namespace, "labels": _labels(spec, "schema-migration")},
+        "metadata": {"name": migration_job_name(spec.image), "namespace": spec.namespace,
+                     "labels": _labels(spec, "schema-migration")},
         "spec": {"backoffLimit": 3, "activeDeadlineSeconds": 1800,
                  "template": {"metadata": {"labels": _labels(spec, "schema-migration")},
                               "spec": _pod_spec(spec, container, restart="Never")}},

@@ -32,7 +32,8 @@ STORAGE_CLASS = "gp3-encrypted"
 
 # Runs in the aws-cli image; the secret's ARN arrives as an environment variable, never in the script text.
 FETCH_API_KEY = ('key=$(aws secretsmanager get-secret-value --secret-id "$API_KEY_SECRET_ARN" '
-                 '--query SecretString --output text) && printf \'service:\\n  api_key: "%s"\\n\' "$key" > /run/qdrant/local.yaml')
+                 '--query SecretString --output text) && '
+                 'printf \'service:\\n  api_key: "%s"\\n\' "$key" > /run/qdrant/local.yaml')
 FETCH_API_KEY_FILE = ('aws secretsmanager get-secret-value --secret-id "$API_KEY_SECRET_ARN" '
                       '--query SecretString --output text > /run/qdrant/api-key')
 # Runs in the curl image: take a full snapshot (all collections and aliases), download it, delete it from the pod.
@@ -42,7 +43,8 @@ TAKE_SNAPSHOT = (
     'test -n "$name"; curl -fsS -H "api-key: $key" -o "/snapshots/$name" "$base/snapshots/$name"; '
     'curl -fsS -X DELETE -H "api-key: $key" "$base/snapshots/$name?wait=true" > /dev/null; echo "$name" > /snapshots/NAME')
 UPLOAD_SNAPSHOT = ('set -eu; name=$(cat /snapshots/NAME); aws s3 cp "/snapshots/$name" '
-                   '"s3://$BUCKET/qdrant/$(date -u +%Y/%m/%d)/$name" --sse aws:kms --sse-kms-key-id "$KMS_KEY_ARN" --only-show-errors')
+                   '"s3://$BUCKET/qdrant/$(date -u +%Y/%m/%d)/$name" '
+                   '--sse aws:kms --sse-kms-key-id "$KMS_KEY_ARN" --only-show-errors')
 
 
 @dataclass(frozen=True)
@@ -187,7 +189,8 @@ def qdrant_objects(spec: QdrantSpec) -> list[dict[str, Any]]:
         service_account(f"{NAME}-snapshot", spec.namespace, standard_labels(NAME, "index-snapshot", spec.tags),
                         role_arn=spec.snapshot_role_arn),
         config_map("retrieval-config", spec.namespace, labels,
-                   {f"{name}.json": json.dumps(config, sort_keys=True, indent=2) for name, config in spec.retrieval_configs.items()}),
+                   {f"{name}.json": json.dumps(config, sort_keys=True, indent=2)
+                    for name, config in spec.retrieval_configs.items()}),
         statefulset(spec),
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": NAME, "namespace": spec.namespace, "labels": labels},
          "spec": {"type": "ClusterIP", "selector": selector, "ports": ports}},

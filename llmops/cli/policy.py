@@ -40,7 +40,7 @@ def _policy_check(args: argparse.Namespace) -> int:
     pack_configs = [_pack_config(args, stack) for stack in settings]  # bad config: exit 2 before any program runs
     violations, resources = [], {}
     with Worker(project, settings) as worker:
-        for stack, (pack_config, source) in zip(settings, pack_configs):
+        for stack, (pack_config, source) in zip(settings, pack_configs, strict=True):
             plan = evaluate(worker, stack, args.timeout)
             try:
                 violations.extend(check_plan(plan, pack_config, source))

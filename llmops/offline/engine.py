@@ -76,10 +76,11 @@ class ProviderMocks(Mocks):
         token = args.token
         if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             letters = "abcdef"
-            return {"names": [f"{region}{l}" for l in letters], "zoneIds": [f"{region[:3]}{region[-1]}-az{i + 1}" for i in range(6)],
-                    "id": region}
+            return {"names": [f"{region}{letter}" for letter in letters],
+                    "zoneIds": [f"{region[:3]}{region[-1]}-az{i + 1}" for i in range(6)], "id": region}
         if token == "aws:index/getCallerIdentity:getCallerIdentity":
-            return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/offline", "userId": "OFFLINE", "id": ACCOUNT_ID}
+            return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/offline", "userId": "OFFLINE",
+                    "id": ACCOUNT_ID}
         if token == "aws:index/getPartition:getPartition":
             return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
         if token == "aws:secretsmanager/getRandomPassword:getRandomPassword":

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import yaml
 
+from llmops.offline.plan import Plan, PlannedResource
+
 # libyaml's emitter when PyYAML was built with it (five times faster on our plans).
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-
-from llmops.offline.plan import Plan, PlannedResource
 
 
 def manifest_path(resource: PlannedResource) -> Path:

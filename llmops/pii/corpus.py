@@ -81,7 +81,8 @@ def ssn(rng: random.Random) -> str:
 
 
 def invalid_ssn(rng: random.Random) -> str:
-    return rng.choice([f"000-{rng.randint(10, 99)}-{rng.randint(1000, 9999)}", f"666-{rng.randint(10, 99)}-{rng.randint(1000, 9999)}",
+    return rng.choice([f"000-{rng.randint(10, 99)}-{rng.randint(1000, 9999)}",
+                       f"666-{rng.randint(10, 99)}-{rng.randint(1000, 9999)}",
                        f"9{rng.randint(10, 99)}-{rng.randint(10, 99)}-{rng.randint(1000, 9999)}",
                        f"{rng.randint(100, 599)}-00-{rng.randint(1000, 9999)}"])
 

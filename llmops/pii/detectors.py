@@ -186,7 +186,8 @@ DETECTORS: tuple[Detector, ...] = (
                  # After a colon only when a label ends there (`ip:fe80::1`), never inside an address; it
                  # starts with a digit or `::` and ends with a digit or `::`, so a colon on either side
                  # can be punctuation (`ip: ::1: ok`).
-                 r"(?:" + _start(":.") + r"|(?<=[^0-9A-Fa-f:.\\]:))(?!:[^:])(?:[0-9A-Fa-f]{0,4}:){1,7}(?:[0-9A-Fa-f]{1,4}|:)(?!\w|:[\w:])"),
+                 r"(?:" + _start(":.") + r"|(?<=[^0-9A-Fa-f:.\\]:))(?!:[^:])"
+                 r"(?:[0-9A-Fa-f]{0,4}:){1,7}(?:[0-9A-Fa-f]{1,4}|:)(?!\w|:[\w:])"),
              before=42, after=42, validate=valid_ipv6),
     Detector("PHONE_NUMBER", "phone", rb"\+\d[\d .()-]{7,}\d(?:\D|$)|\(\d{3}\)[ .-]?\d{3}[ .-]\d{4}(?:[^\w.-]|\.[^\w]|\.?$)"
              rb"|(?:^|\D)\d{3}[ .-]\d{3}[ .-]\d{4}(?:[^\w.-]|\.[^\w]|\.?$)", _re(_PHONE),
@@ -295,7 +296,7 @@ class Engine:
 
     def find(self, data: bytes) -> list[Match]:
         found: list[Match] = []
-        for detector, windows in zip(self.detectors, self._hints.windows(data)):
+        for detector, windows in zip(self.detectors, self._hints.windows(data), strict=True):
             if windows:
                 found = _without_overlaps(found, _confirm(detector, data, windows))
         return found

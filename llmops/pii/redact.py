@@ -56,7 +56,7 @@ def _replace(data: bytes, matches: list[Match], offset: int = 0) -> bytes:
 
 def _is_json(line: bytes) -> bool:
     stripped = line.strip()
-    if not stripped[:1] in (b"{", b"["):
+    if stripped[:1] not in (b"{", b"["):
         return False
     try:
         json.loads(stripped)

@@ -62,7 +62,7 @@ def build(store: IndexStore, collection: str, documents: Iterable[tuple[Snapshot
     def flush() -> None:
         vectors = embedder.embed([text for _, text, _ in pending])
         built.chunks += store.upsert(collection, [(pid, vector, payload)
-                                                  for (pid, _, payload), vector in zip(pending, vectors)])
+                                                  for (pid, _, payload), vector in zip(pending, vectors, strict=True)])
         pending.clear()
         progress(built)
 
@@ -105,7 +105,7 @@ def recall_at_k(store: IndexStore, collection: str, queries: Sequence[Mapping[st
     k = config["topK"]
     vectors = embedder.embed([normalise(q["query"], config["normalisation"]) for q in queries])
     total = 0.0
-    for query, vector in zip(queries, vectors):
+    for query, vector in zip(queries, vectors, strict=True):
         found = set(store.search(collection, vector, k))
         total += len(found & set(query["expected"])) / len(query["expected"])
     return round(total / len(queries), 4)

@@ -53,7 +53,7 @@ class LocalEmbedder:
         for text in texts:
             words = [w for w in _WORD.findall(text.lower()) if w not in STOP_WORDS]
             counts: dict[str, int] = {}
-            for feature in words + [f"{a} {b}" for a, b in zip(words, words[1:])]:
+            for feature in words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]:
                 counts[feature] = counts.get(feature, 0) + 1
             vector = [0.0] * self.dimension
             for feature, count in counts.items():

@@ -32,7 +32,6 @@ def aws_call(what: str, function: Callable[..., T], *args: Any, passthrough: Col
     error to PreconditionFailed naming the call -- except codes in `passthrough`, which the caller handles."""
     from botocore.exceptions import (
         ClientError,
-        ConnectionError as BotoConnectionError,
         EndpointConnectionError,
         NoCredentialsError,
         NoRegionError,
@@ -40,6 +39,9 @@ def aws_call(what: str, function: Callable[..., T], *args: Any, passthrough: Col
         ProfileNotFound,
         ReadTimeoutError,
         TokenRetrievalError,
+    )
+    from botocore.exceptions import (
+        ConnectionError as BotoConnectionError,
     )
 
     try:

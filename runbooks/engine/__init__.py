@@ -16,9 +16,9 @@ from runbooks.engine.model import (
     Param,
     PreconditionFailed,
     Preparing,
+    RecordsUnavailable,
     Runbook,
     RunbookError,
-    RecordsUnavailable,
     RunContext,
     RunFinished,
     Step,
@@ -29,5 +29,5 @@ from runbooks.engine.model import (
 )
 
 __all__ = ["ApprovalRequired", "AwaitingApproval", "Change", "InputError", "Interrupted", "JournalCorrupt", "LockHeld",
-           "Param", "PreconditionFailed", "Preparing", "RecordsUnavailable", "Runbook", "RunbookError", "RunContext", "RunFinished", "Step",
-           "StepFailed", "TransientError", "WorldChanged", "always_run"]
+           "Param", "PreconditionFailed", "Preparing", "RecordsUnavailable", "Runbook", "RunbookError", "RunContext",
+           "RunFinished", "Step", "StepFailed", "TransientError", "WorldChanged", "always_run"]

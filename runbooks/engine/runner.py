@@ -42,11 +42,11 @@ from typing import Any, Generic
 from runbooks.engine.journal import Journal
 from runbooks.engine.metrics import RunMetrics
 from runbooks.engine.model import (
-    B,
-    F,
     ApprovalRequired,
     AwaitingApproval,
+    B,
     Change,
+    F,
     InputError,
     Interrupted,
     JournalCorrupt,

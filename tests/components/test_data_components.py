@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
-import yaml
 
 from llmops.offline.engine import RANDOM_PASSWORD_MARKER
 from llmops.offline.render import render
@@ -60,8 +57,10 @@ def test_every_bucket_is_private_encrypted_versioned_and_tls_only(plans, stack):
     for bucket in buckets:
         name = bucket.name
         block = plan.get("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", name).inputs
-        assert all(block[k] is True for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))
-        rule = plan.get("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration", name).inputs["rules"][0]
+        assert all(block[k] is True
+                   for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))
+        encryption = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+        rule = plan.get(encryption, name).inputs["rules"][0]
         assert rule["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "aws:kms"
         assert rule["applyServerSideEncryptionByDefault"]["kmsMasterKeyId"].startswith("arn:aws:kms:")
         versioning = plan.get("aws:s3/bucketVersioning:BucketVersioning", name).inputs

@@ -87,7 +87,8 @@ def test_artifacts_and_snapshots_replicate_reencrypted_with_metrics(plans):
         assert rule["destination"]["metrics"] == {"status": "Enabled", "eventThreshold": {"minutes": 15}}
         assert rule["sourceSelectionCriteria"]["sseKmsEncryptedObjects"] == {"status": "Enabled"}
         policy = json.loads(plan.get("aws:iam/rolePolicy:RolePolicy", f"prod-failover-replicate-{kind}").inputs["policy"])
-        resources = [r for s in policy["Statement"] for r in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])]
+        resources = [r for s in policy["Statement"]
+                     for r in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])]
         assert "*" not in resources and all(r.startswith("arn:aws:") for r in resources)
         kms = [s for s in policy["Statement"] if s["Action"][0].startswith("kms:")]
         assert {s["Condition"]["StringLike"]["kms:ViaService"] for s in kms} == {"s3.us-east-1.amazonaws.com",

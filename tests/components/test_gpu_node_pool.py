@@ -78,7 +78,8 @@ def test_device_plugin_runs_only_on_gpu_nodes_and_tolerates_their_taint(plans, s
 
 def test_gpu_nodes_get_the_label_the_device_plugin_selects():
     """The two halves share one constant; a test that they agree guards against a later split."""
-    daemonset = device_plugin_daemonset(image="x@sha256:" + "0" * 64, tags={"owner": "o", "cost-center": "c", "environment": "dev"})
+    daemonset = device_plugin_daemonset(image="x@sha256:" + "0" * 64,
+                                        tags={"owner": "o", "cost-center": "c", "environment": "dev"})
     from components.scheduling import gpu_node_labels
 
     selector = daemonset["spec"]["template"]["spec"]["nodeSelector"]

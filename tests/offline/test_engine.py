@@ -53,7 +53,8 @@ def test_mock_provider_computes_region_aware_outputs(sample):
 
 
 def test_duplicate_urns_fail_as_in_the_real_engine(sample):
-    with pytest.raises(DuplicateUrnError, match=r"rejects: urn:pulumi:dupe::sample::pulumi:pulumi:Stack\$aws:s3/bucket:Bucket::reports$"):
+    urn = r"urn:pulumi:dupe::sample::pulumi:pulumi:Stack\$aws:s3/bucket:Bucket::reports$"
+    with pytest.raises(DuplicateUrnError, match=rf"rejects: {urn}"):
         run_program(sample, load_stack(sample, "dupe"))
 
 
@@ -101,4 +102,5 @@ def test_invalid_manifest_fails_validation_with_exit_1(tmp_path, capsys):
     source = (SAMPLE / "__main__.py").read_text().replace('"replicas": replicas,', '"replicas": replicas, "replica": 2,')
     (program / "__main__.py").write_text(source)
     assert main(["preview", "--program", str(program), "--stack", "test", "--validate"]) == 1
-    assert "Deployment/default/web: spec: Additional properties are not allowed ('replica' was unexpected)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "Deployment/default/web: spec: Additional properties are not allowed ('replica' was unexpected)" in err

@@ -57,7 +57,8 @@ def test_scan_prints_where_and_what_never_the_value(corpus_file):
     findings = [json.loads(line) for line in result.stdout.splitlines()]
     assert findings and set(findings[0]) == {"path", "line", "start", "end", "entity_type", "detector"}
     lines = corpus_file.read_text().splitlines()
-    labelled = {(l.line, l.start, l.end, l.entity_type) for _, ls in generate(1500, seed=5, prose=2) for l in ls}
+    labelled = {(label.line, label.start, label.end, label.entity_type)
+                for _, labels in generate(1500, seed=5, prose=2) for label in labels}
     assert {(f["line"], f["start"], f["end"], f["entity_type"]) for f in findings} == labelled
     assert all(lines[f["line"] - 1][f["start"]:f["end"]] for f in findings)
     assert "MB/s" in result.stderr and "EMAIL_ADDRESS" in result.stderr
@@ -97,7 +98,7 @@ def test_redacted_copy_keeps_json_lines_valid_and_holds_nothing(corpus_file, tmp
     with gzip.open(target, "rt") as handle:
         redacted = handle.read().splitlines()
     assert len(redacted) == len(original)
-    for before, after in zip(original, redacted):
+    for before, after in zip(original, redacted, strict=True):
         assert json.loads(after).keys() == json.loads(before).keys()
     assert any("<EMAIL_ADDRESS>" in line for line in redacted)
     assert llmops("pii", "scan", str(target)).returncode == 0  # a re-scan finds nothing

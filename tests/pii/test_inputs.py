@@ -30,7 +30,7 @@ EMAIL_IN_PATH = "jane.doe@example.com"
 def corpus(seed: int, lines: int = 200) -> tuple[bytes, list[tuple[int, int, int, str]]]:
     pairs = list(generate(lines, seed=seed))
     body = "".join(text + "\n" for text, _ in pairs).encode()
-    return body, [(l.line, l.start, l.end, l.entity_type) for _, found in pairs for l in found]
+    return body, [(label.line, label.start, label.end, label.entity_type) for _, found in pairs for label in found]
 
 
 def findings_by_path(stdout: str) -> dict[str, set[tuple[int, int, int, str]]]:

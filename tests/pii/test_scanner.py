@@ -8,8 +8,7 @@ import io
 import pytest
 
 from llmops.pii.corpus import generate
-from llmops.pii.detectors import (ENTITY_TYPES, Engine, card_number, default_engine, detect, luhn, valid_iban,
-                                  valid_ssn)
+from llmops.pii.detectors import ENTITY_TYPES, Engine, card_number, default_engine, detect, luhn, valid_iban, valid_ssn
 from llmops.pii.scanner import Summary, blocks, locate, scan_file, scan_lines, scan_stream
 
 
@@ -154,7 +153,7 @@ def long_line(megabytes: float, seed: int = 13) -> tuple[str, list[tuple[int, in
     pieces = []
     for line, found in generate(10**9, seed=seed, jsonl=False, density=0.8):
         offset = sum(len(p) for p in pieces)
-        labels += [(offset + l.start, offset + l.end, l.entity_type) for l in found]
+        labels += [(offset + label.start, offset + label.end, label.entity_type) for label in found]
         pieces.append(line + " é ")
         if offset > size:
             break
@@ -179,7 +178,7 @@ def test_offsets_are_computed_without_rescanning_the_line_for_each_finding():
     assert len(matches) == len(labels) > 2000
     Watched.work = 0
     located = list(locate(Watched(data), matches, first_line=1))
-    assert [(l.line, l.start, l.end) for l in located] == [(2, a, b) for a, b, _ in labels]
+    assert [(found.line, found.start, found.end) for found in located] == [(2, a, b) for a, b, _ in labels]
     # Each byte looked at a bounded number of times: not once per finding before it on the line.
     assert Watched.work <= 3 * len(data), f"{Watched.work / len(data):.0f} passes over the data"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from llmops.retrieval.build import SnapshotEntry, build, s3_snapshot
+from llmops.retrieval.build import build, s3_snapshot
 from llmops.retrieval.embed import LocalEmbedder, OpenAIEmbedder, embedder_for
 from llmops.retrieval.freshness import freshness
 from llmops.retrieval.store import IndexStore, chunk_id, version_name
@@ -55,8 +55,8 @@ def test_the_local_embedder_is_deterministic_normalised_and_lexical():
     embedder = LocalEmbedder("local:hashing-256")
     a, b, c = embedder.embed(["refund my invoice", "refund my invoice", "gpu latency timeout"])
     assert a == b and math.isclose(sum(v * v for v in a), 1.0) and len(a) == 256
-    near = sum(x * y for x, y in zip(a, embedder.embed(["invoice refund please"])[0]))
-    far = sum(x * y for x, y in zip(a, c))
+    near = sum(x * y for x, y in zip(a, embedder.embed(["invoice refund please"])[0], strict=True))
+    far = sum(x * y for x, y in zip(a, c, strict=True))
     assert near > 0.3 and near > far + 0.3
     with pytest.raises(ValueError, match="expected local:hashing-<dim>"):
         LocalEmbedder("local:hashing-4")

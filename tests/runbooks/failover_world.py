@@ -15,7 +15,6 @@ import boto3
 import yaml
 
 from components.manifests.vllm import RELEASE_ANNOTATION
-
 from tests.runbooks.world import RunbookWorld
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,7 +16,6 @@ import yaml
 
 from llmops.pii.corpus import generate
 from llmops.pii.detectors import detect
-
 from tests.runbooks.world import RunbookWorld
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,7 +13,6 @@ import boto3
 import yaml
 
 from llmops.retrieval.corpus import documents, golden
-
 from tests.runbooks.world import RunbookWorld
 
 ROOT = Path(__file__).resolve().parents[2]

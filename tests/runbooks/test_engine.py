@@ -13,9 +13,9 @@ from llmops.cli import main
 from runbooks.docs import stale_pages
 from runbooks.engine import Change, JournalCorrupt, LockHeld, RunFinished
 from runbooks.engine.journal import Journal
+from runbooks.engine.model import Param
 from runbooks.engine.plan import Plan, PlannedStep
 from runbooks.engine.records import AuditLog, recorded_params
-from runbooks.engine.model import Param
 from runbooks.engine.services import FileLock, FileRecordStore
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -120,7 +120,8 @@ def test_an_unready_target_is_refused_with_what_is_wrong_and_nothing_changes(wor
     (["--to", "eu-west-1"], "--to eu-west-1: outside the allowed regions of prod-drill (us-east-1, us-east-2, "
                             "us-west-2): data residency forbids serving there"),
     (["--to", "us-east-2"], "--to us-east-2: not a region of prod-drill (us-east-1, us-west-2)"),
-    (["--from", "us-west-2", "--to", "us-east-1"], "--from us-west-2: traffic is not there; the PRIMARY records are in us-east-1"),
+    (["--from", "us-west-2", "--to", "us-east-1"],
+     "--from us-west-2: traffic is not there; the PRIMARY records are in us-east-1"),
     (["--to", "mars"], "--to 'mars': expected an AWS region name"),
 ])
 def test_a_disallowed_or_wrong_target_is_refused_with_exit_2(world, args, message):

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from components.release import index_fingerprint
 from components import config as stack_config
+from components.release import index_fingerprint
 from tests.runbooks.reindex_world import INDEX, ReindexWorld
 
 STEPS = ["snapshot-corpus", "build-candidate", "validate", "flip-alias", "retire-old-versions", "export-freshness"]

@@ -60,7 +60,8 @@ def test_full_rollback_reverts_everything_and_leaves_evidence(drill):
     pushed = drill.pushgateway.metrics()
     assert (f'llmops_runbook_runs_total{{environment="drill",instance="",job="llmops_runbook",outcome="succeeded",'
             f'run_id="{result.run_id}",runbook="rollback"}} 1') in pushed
-    assert f'llmops_runbook_steps_total{{environment="drill",instance="",job="llmops_runbook",outcome="changed",run_id="{result.run_id}",runbook="rollback",step="patch-deployment"}} 1' in pushed
+    assert (f'llmops_runbook_steps_total{{environment="drill",instance="",job="llmops_runbook",outcome="changed",'
+            f'run_id="{result.run_id}",runbook="rollback",step="patch-deployment"}} 1') in pushed
 
 
 def test_dry_run_prints_the_plan_and_changes_nothing(drill):
