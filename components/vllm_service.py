@@ -10,6 +10,7 @@ import pulumi
 from components.config import GpuPool, Model, Release, Serving, model_cache_gib, replica_resources
 from components.kubernetes import kubernetes_objects
 from components.manifests.gateway import model_hostnames
+from components.manifests.route import CANARY, STABLE, stable_weight
 from components.manifests.vllm import Track, VllmSpec, model_dir, serving_args, vllm_objects
 from components.release import ReleaseParts, release_parts
 
@@ -43,7 +44,6 @@ def vllm_spec(args: VllmServiceArgs) -> VllmSpec:
     model, pool = args.model, args.pool
     share = replica_resources(model, pool)
     canary = None if args.cold else model.active_canary
-    stable_weight = 100 - (canary.weight if canary else 0)
     floor = 0 if args.cold else model.replicas
     return VllmSpec(
         name=model.name, namespace=args.namespace, image=model.image, pool=pool.name,
@@ -54,9 +54,10 @@ def vllm_spec(args: VllmServiceArgs) -> VllmSpec:
         startup_seconds_per_gib=model.startup.seconds_per_gib, surge=args.surge, registry_uri=args.registry_uri,
         fetch_image=args.fetch_image, hostnames=model_hostnames(model.name, args.serving.domain, args.region_code),
         gateway=(args.namespace, args.gateway), prometheus_url=args.serving.prometheus_url,
-        stable=Track("stable", release_of(model, model.release, args.retrieval_fingerprints), floor, stable_weight),
-        canary=Track("canary", release_of(model, canary.release, args.retrieval_fingerprints), canary.replicas, canary.weight)
-        if canary else None,
+        stable=Track(STABLE, release_of(model, model.release, args.retrieval_fingerprints), floor,
+                     stable_weight(canary.weight if canary else 0)),
+        canary=Track(CANARY, release_of(model, canary.release, args.retrieval_fingerprints), canary.replicas,
+                     canary.weight) if canary else None,
         tags=args.tags)
 
 

@@ -23,6 +23,7 @@ from components.config.base import (
     invalid,
 )
 from components.instance_types import GPU_INSTANCE_TYPES
+from components.manifests.route import TOTAL_WEIGHT, canary_takes_traffic
 
 
 class Regions(Section):
@@ -183,7 +184,7 @@ class Release(Section):
 
 class Canary(Section):
     release: Release
-    weight: int = Field(ge=0, le=100)  # percent of requests routed to the canary
+    weight: int = Field(ge=0, le=TOTAL_WEIGHT)  # percent of requests routed to the canary; the stable gets the rest
     replicas: int = Field(default=1, ge=1, le=16)
 
 
@@ -240,7 +241,7 @@ class Model(Section):
     @property
     def active_canary(self) -> Canary | None:
         """The canary, when there is one that takes traffic (weight 0 means none)."""
-        return self.canary if self.canary is not None and self.canary.weight > 0 else None
+        return self.canary if self.canary is not None and canary_takes_traffic(self.canary.weight) else None
 
     def peak_gpus(self) -> int:
         """GPUs the model can hold at once without a rollout: stable at its ceiling plus the canary."""

@@ -21,6 +21,7 @@ from typing import Any
 from prometheus_client.utils import floatToGoString
 
 from components.manifests.labels import standard_labels
+from components.manifests.route import canary_backend, stable_backend
 
 WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
 _HOURS = {"5m": 5 / 60, "30m": 0.5, "1h": 1, "2h": 2, "6h": 6, "1d": 24, "3d": 72}
@@ -87,7 +88,7 @@ def alert(context: RuleContext, name: str, expr: str, *, for_: str, severity: st
 # The SLIs, as PromQL. The recording rules and the runbooks' verification use the same expressions.
 
 def request_rate(model: str, namespace: str, window: str, status: str | None = None) -> str:
-    services = f"{model}|{model}-canary"  # users see stable and canary alike
+    services = f"{stable_backend(model)}|{canary_backend(model)}"  # users see stable and canary alike
     matchers = f'namespace="{namespace}",service=~"{services}",handler=~"/v1/.+"'
     if status:
         matchers += f',status="{status}"'

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from components.manifests.labels import standard_labels
+from components.manifests.route import STABLE, backend_name, backend_refs
 from components.manifests.workload import (
     cluster_ip_service,
     container_security_context,
@@ -42,10 +43,10 @@ RELEASE_ANNOTATION, RELEASE_PARTS_ANNOTATION = "llmops.io/release-id", "llmops.i
 @dataclass(frozen=True)
 class Track:
     """One Deployment's worth of a model: the stable release or the canary."""
-    name: str  # "stable" or "canary"
+    name: str  # route.STABLE or route.CANARY
     release: ReleaseParts
     replicas: int
-    weight: int  # percent of requests
+    weight: int  # percent of requests; the stable track's is route.stable_weight(the canary's)
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,8 @@ def shm_gib(memory_gib: int) -> int:
 
 
 def deployment_name(spec: VllmSpec, track: Track) -> str:
-    return spec.name if track.name == "stable" else f"{spec.name}-{track.name}"
+    """The Deployment and the Service share the track's backend name: the route addresses the Service by it."""
+    return backend_name(spec.name, track.name)
 
 
 def _labels(spec: VllmSpec, track: Track | None = None) -> dict[str, str]:
@@ -235,8 +237,7 @@ def deployment(spec: VllmSpec, track: Track, *, autoscaled: bool) -> dict[str, A
 
 
 def http_route(spec: VllmSpec) -> dict[str, Any]:
-    tracks = [spec.stable] + ([spec.canary] if spec.canary else [])
-    backends = [{"name": deployment_name(spec, t), "port": PORT, "weight": t.weight} for t in tracks]
+    backends = backend_refs(spec.name, PORT, spec.canary.weight if spec.canary else None)
     gateway_namespace, gateway_name = spec.gateway
     return {
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
@@ -290,7 +291,7 @@ def vllm_objects(spec: VllmSpec) -> list[dict[str, Any]]:
     objects = [service_account(spec.name, spec.namespace, _labels(spec))]
     for track in [spec.stable] + ([spec.canary] if spec.canary else []):
         name = deployment_name(spec, track)
-        objects.append(deployment(spec, track, autoscaled=autoscaled and track.name == "stable"))
+        objects.append(deployment(spec, track, autoscaled=autoscaled and track.name == STABLE))
         objects.append(cluster_ip_service(name, spec.namespace, _labels(spec, track), _selector(spec, track), {"http": PORT}))
         objects.append(pod_disruption_budget(name, spec.namespace, _labels(spec, track), _selector(spec, track)))
     objects.append(http_route(spec))

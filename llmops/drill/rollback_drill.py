@@ -14,15 +14,15 @@ import copy
 import json
 import shutil
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from components.paths import PROJECT_ROOT, STACKS_DIR
 from components.manifests.alert_rules import availability_error_ratio
+from components.manifests.route import route_weights
+from components.paths import PROJECT_ROOT, STACKS_DIR
 from components.release import ReleaseParts
 from llmops.drill.backends import (
     KubernetesApi,
@@ -231,7 +231,7 @@ class RollbackDrill:
 
     def route_weights(self) -> dict[str, int]:
         route = self.k8s.custom.get_namespaced_custom_object("gateway.networking.k8s.io", "v1", NAMESPACE, "httproutes", SERVICE)
-        return {b["name"]: b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]}
+        return route_weights(route)
 
     def notifications(self) -> list[dict[str, Any]]:
         """Every notification published since the last call (they are consumed)."""
