@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -167,6 +168,6 @@ class Cluster(pulumi.ComponentResource):
                                "nodeRoleArn": self.node_role.arn})
 
 
-def _ca_data(certificate_authority: object) -> str:
+def _ca_data(certificate_authority: Any) -> str:
     # Inside Output.all(...).apply nested objects may be plain dicts (the engine's wire form).
-    return certificate_authority["data"] if isinstance(certificate_authority, dict) else certificate_authority.data
+    return str(certificate_authority["data"] if isinstance(certificate_authority, dict) else certificate_authority.data)

@@ -22,4 +22,4 @@ class NvidiaDevicePlugin(pulumi.ComponentResource):
         super().__init__("llmops:infra:NvidiaDevicePlugin", name, None, opts)
         daemonset = kubernetes_object(f"{name}-daemonset", device_plugin_daemonset(image=args.image, tags=args.tags),
                                       pulumi.ResourceOptions(parent=self))
-        self.register_outputs({"daemonset": daemonset.metadata["name"]})
+        self.register_outputs({"daemonset": daemonset.metadata["name"]})  # type: ignore[attr-defined]  # a typed DaemonSet

@@ -162,10 +162,13 @@ class RegionalFailover(pulumi.ComponentResource):
                                     "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"},
                                     "Action": "sts:AssumeRole"}]}), opts=on_primary)
             arns = [x for b, k, _ in destinations for x in (b.arn, k.arn)]
-            policy = pulumi.Output.all(source.arn, source_key.arn, *arns).apply(
-                lambda values, d=destinations: replication_role_policy(
+
+            def role_policy(values: list[str], d: list[Any] = destinations) -> str:
+                return replication_role_policy(
                     values[0], values[1], primary.region,
-                    [(values[2 + 2 * i], values[3 + 2 * i], region) for i, (_, _, region) in enumerate(d)]))
+                    [(values[2 + 2 * i], values[3 + 2 * i], region) for i, (_, _, region) in enumerate(d)])
+
+            policy = pulumi.Output.all(source.arn, source_key.arn, *arns).apply(role_policy)
             aws.iam.RolePolicy(f"{name}-replicate-{kind}", role=role.id, policy=policy, opts=on_primary)
             aws.s3.BucketReplicationConfig(
                 f"{name}-replicate-{kind}", bucket=source.bucket.id, role=role.arn,

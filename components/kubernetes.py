@@ -8,7 +8,7 @@ engine sees are exactly the dict that was built.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pulumi
@@ -75,10 +75,14 @@ def kubernetes_object(name: str, obj: dict[str, Any], opts: pulumi.ResourceOptio
         if missing:
             raise ValueError(f"{kind} {obj['metadata'].get('name')}: no value for {sorted(missing)}")
         template = fields
-        resolved = pulumi.Output.all(**{key: (late_values or {})[key] for key in needed}).apply(
-            lambda values: resolve_late(template, values))
-        fields = {key: resolved.apply(lambda f, key=key: f[key]) if _late_names(value) else value
-                  for key, value in template.items()}
+        def resolve(values: dict[str, Any]) -> dict[str, Any]:
+            return resolve_late(template, values)
+
+        resolved = pulumi.Output.all(**{key: (late_values or {})[key] for key in needed}).apply(resolve)
+        def field(key: str) -> Callable[[dict[str, Any]], Any]:
+            return lambda resolved_fields: resolved_fields[key]
+
+        fields = {key: resolved.apply(field(key)) if _late_names(value) else value for key, value in template.items()}
     typed = _TYPED.get((api_version, kind))
     if typed is not None:
         # Typed classes take top-level fields as snake_case keyword arguments (`reclaim_policy`).

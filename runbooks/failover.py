@@ -43,7 +43,7 @@ from runbooks.engine import (
 )
 from runbooks.params import aws_region, switch
 from runbooks.ports import Buckets, Cluster, DnsZone, Registry
-from runbooks.stack_file import edit_stack_file
+from runbooks.stack_file import set_active_region
 from runbooks.targets import Targets, require
 
 MARKER_PREFIX = "_llmops-failover"
@@ -329,9 +329,11 @@ def _shift(ctx: Ctx) -> dict[str, Any]:
                 "Name", "Type", "SetIdentifier", "TTL", "ResourceRecords", "HealthCheckId", "AliasTarget")}
             changes.append({"Action": "UPSERT", "ResourceRecordSet": {**record, "Failover": role}})
     changes += _marker_changes(ctx)
-    deadline = min(ctx.deadline, time.monotonic() + ctx.backends.targets.failover.change_timeout_seconds)
+    settings = ctx.backends.targets.failover
+    assert settings is not None  # connect required it
+    deadline = min(ctx.deadline, time.monotonic() + settings.change_timeout_seconds)
     change_id = dns.change(f.zone, changes, f"llmops failover {f.source} -> {f.target} ({ctx.run_id})")
-    dns.wait_insync(change_id, deadline, ctx.backends.targets.failover.poll_seconds)
+    dns.wait_insync(change_id, deadline, settings.poll_seconds)
     return {"change_id": change_id, "records": len(changes), "at": time.time()}
 
 
@@ -383,15 +385,7 @@ def _pin_plan(ctx: Ctx) -> Change | None:
 
 def _pin(ctx: Ctx) -> dict[str, Any]:
     f, path = ctx.facts, ctx.backends.targets.stack_path()
-
-    def pin(document: Any) -> None:
-        failover = document["config"]["llmops:failover"]
-        if f.target == f.primary:
-            failover.pop("activeRegion", None)
-        else:
-            failover["activeRegion"] = f.target
-
-    edit_stack_file(path, pin)
+    set_active_region(path, None if f.target == f.primary else f.target)  # back on the primary: the pin goes
     return {"file": str(path), "active_region": f.target}
 
 

@@ -171,6 +171,12 @@ def _golden(targets: Targets, index: str) -> list[dict[str, Any]]:
         raise InputError(str(error)) from None
 
 
+def _config(ctx: Ctx) -> dict[str, Any]:
+    """The retrieval config a rebuild builds with (a rollback has none: it builds nothing)."""
+    assert ctx.facts.config is not None, "a rebuild's facts carry its config"
+    return ctx.facts.config
+
+
 def _rebuild(ctx: Ctx) -> bool:
     return ctx.facts.mode == "rebuild"
 
@@ -250,16 +256,17 @@ def _validate(ctx: Ctx) -> dict[str, Any]:
     result: dict[str, Any] = {"target_fingerprint": target_fingerprint, "serving_fingerprint": f.serving_fingerprint}
     if _rebuild(ctx):
         golden = _golden(ctx.backends.targets, f.index)
-        embedder = _embedder(ctx.backends.targets, ctx.environment, f.config)
-        candidate = recall_at_k(store, f.target, golden, f.config, embedder)
+        config = _config(ctx)
+        embedder = _embedder(ctx.backends.targets, ctx.environment, config)
+        candidate = recall_at_k(store, f.target, golden, config, embedder)
         live_recall = None
         if f.live:
-            live_config = store.metadata(f.live).get("config") or f.config
+            live_config = store.metadata(f.live).get("config") or config
             live_embedder = _embedder(ctx.backends.targets, ctx.environment, live_config)
             live_recall = recall_at_k(store, f.live, golden, live_config, live_embedder)
         tolerance = _retrieval(ctx.backends.targets).recall_tolerance
         if live_recall is not None and candidate < live_recall - tolerance:
-            findings.append(f"recall@{f.config['topK']} on {len(golden)} golden queries: candidate {candidate} < live "
+            findings.append(f"recall@{config['topK']} on {len(golden)} golden queries: candidate {candidate} < live "
                             f"{live_recall} - tolerance {tolerance}")
         indexed = {doc for doc, _ in store.documents(f.target)}
         wanted = {e.key for e in _entries(ctx)}
@@ -286,7 +293,7 @@ def _flip_plan(ctx: Ctx) -> Change:
     validation = (ctx.outputs.get("validate") or {})
     detail = ""
     if validation.get("recall_candidate") is not None:
-        detail = (f" (recall@{f.config['topK']} {validation.get('recall_live')} -> {validation['recall_candidate']} "
+        detail = (f" (recall@{_config(ctx)['topK']} {validation.get('recall_live')} -> {validation['recall_candidate']} "
                   f"on {validation['golden_queries']} golden queries)")
     return Change(f"point alias {f.index} at {f.target} instead of {f.live or 'nothing'} in one operation{detail}",
                   {"alias": f.index, "collection": f.live}, {"alias": f.index, "collection": f.target})
@@ -392,7 +399,7 @@ REINDEX: Runbook[Facts, Backends] = Runbook(
              verify=lambda ctx: True, timeout_seconds=600, needs_approval=False),
         Step("build-candidate", "Normalise, chunk and embed every document into a new collection version whose "
              "metadata records the config, fingerprint and snapshot id.",
-             plan=lambda ctx: Change(f"build {ctx.facts.target} with config {ctx.facts.config['fingerprint']}")
+             plan=lambda ctx: Change(f"build {ctx.facts.target} with config {_config(ctx)['fingerprint']}")
              if _rebuild(ctx) else None,
              check=lambda ctx: not _rebuild(ctx) or _built(ctx), action=_build,
              verify=lambda ctx: not _rebuild(ctx) or _built(ctx), timeout_seconds=7200, retries=1),

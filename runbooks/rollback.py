@@ -23,6 +23,14 @@ from typing import Any
 
 from components import config as stack_config
 from components.manifests.alert_rules import availability_error_ratio, latency_error_ratio
+from components.manifests.route import (
+    canary_takes_traffic,
+    canary_weight,
+    route_weights,
+    stable_backend,
+    weights_patch,
+    weights_with_canary,
+)
 from components.manifests.vllm import RELEASE_ANNOTATION, RELEASE_LABEL, RELEASE_PARTS_ANNOTATION, VERSION_LABEL, model_dir
 from components.release import ReleaseParts
 from runbooks.engine import (
@@ -36,12 +44,13 @@ from runbooks.engine import (
     Step,
     StepFailed,
     TransientError,
+    WorldChanged,
     always_run,
 )
 from runbooks.engine.records import operator
 from runbooks.params import switch
 from runbooks.ports import Cluster, Registry, Signals
-from runbooks.stack_file import edit_stack_file
+from runbooks.stack_file import canary_weight_edit, edit_stack_file, release_edit
 from runbooks.targets import Targets, require
 
 PRODUCTION, LAST_KNOWN_GOOD = "production", "last-known-good"
@@ -63,7 +72,6 @@ class Facts:
     service: str
     registered_model: str
     namespace: str
-    model_index: int  # the model's place in the stack file's llmops:models
     rolled_back_from: list[str]  # what serves now besides the target (marked bad by the first step)
     marked: dict[str, Any]  # version -> its rollback marker before this run (None: unmarked)
     current_version: str | None  # the production alias
@@ -73,7 +81,7 @@ class Facts:
     target_image: str
     deployed_release_id: str | None
     deployed_version: str | None
-    canary_backends: list[dict[str, Any]]  # {index, name, weight} of the route's backendRefs
+    route_weights: dict[str, int]  # backend name -> weight on the serving route, as the plan saw them
     slo: dict[str, float]  # availability, ttft_objective (percent), ttft_threshold (seconds)
 
 
@@ -106,10 +114,10 @@ def prepare(ctx: Preparing[Backends]) -> Facts:
         stack = stack_config.load_file(targets.stack_path())
     except stack_config.ConfigError as error:
         raise InputError(str(error)) from None
-    models = {m.name: (i, m) for i, m in enumerate(stack.models)}
+    models = {m.name: m for m in stack.models}
     if service not in models:
         raise InputError(f"--service {service!r}: no such model in {ctx.environment}; models: {', '.join(models)}")
-    index, model = models[service]
+    model = models[service]
     assert targets.kubernetes is not None
     registered, namespace = model.registry.model, targets.kubernetes.namespace
     b = ctx.backends
@@ -141,12 +149,12 @@ def prepare(ctx: Preparing[Backends]) -> Facts:
     parts = _target_release(found, deployed, registered, target)
     leaving = sorted(serving - {target}, key=int)
     return Facts(
-        service=service, registered_model=registered, namespace=namespace, model_index=index,
+        service=service, registered_model=registered, namespace=namespace,
         rolled_back_from=leaving, marked={v: _rolled_back(versions.get(v)) for v in leaving},
         current_version=current, target_version=target, target_release=parts.to_dict(),
         target_release_id=parts.release_id, target_image=_image_with(deployment, parts.image_digest),
         deployed_release_id=annotations.get(RELEASE_ANNOTATION), deployed_version=deployed.get("model_version"),
-        canary_backends=_canary_backends(route, service),
+        route_weights=route_weights(route) if route is not None else {},
         slo={"availability": model.slo.availability.objective, "ttft_objective": model.slo.time_to_first_token.objective,
              "ttft_threshold": model.slo.time_to_first_token.threshold_seconds})
 
@@ -239,13 +247,6 @@ def _container(deployment: dict[str, Any], name: str, init: bool = False) -> dic
     return next(c for c in pod.get("initContainers" if init else "containers") or [] if c["name"] == name)
 
 
-def _canary_backends(route: dict[str, Any] | None, service: str) -> list[dict[str, Any]]:
-    if route is None:
-        return []
-    backends = route["spec"]["rules"][0].get("backendRefs") or []
-    return [{"index": i, "name": b["name"], "weight": b.get("weight", 1)} for i, b in enumerate(backends)]
-
-
 # --- steps ----------------------------------------------------------------------------------------------------
 
 def _mark_plan(ctx: Ctx) -> Change | None:
@@ -313,6 +314,8 @@ def _deployed_release(ctx: Ctx) -> str | None:
 def _patch_deployment(ctx: Ctx) -> dict[str, Any]:
     f = ctx.facts
     deployment = ctx.backends.cluster.deployment(f.namespace, f.service)
+    if deployment is None:
+        raise WorldChanged(f"Deployment {f.namespace}/{f.service} is gone since the plan; re-plan")
     parts = ReleaseParts(**{**f.target_release, "serving_args": tuple(f.target_release["serving_args"])})
     pod = deployment["spec"]["template"]["spec"]
     vllm = next(i for i, c in enumerate(pod["containers"]) if c["name"] == "vllm")
@@ -340,35 +343,32 @@ def _patch_deployment(ctx: Ctx) -> dict[str, Any]:
 
 def _canary_plan(ctx: Ctx) -> Change | None:
     f = ctx.facts
-    weights = {b["name"]: b["weight"] for b in f.canary_backends}
-    canaries = {n: w for n, w in weights.items() if n != f.service and w}
-    if not canaries:
+    stable = stable_backend(f.service)
+    if not any(weight for name, weight in f.route_weights.items() if name != stable):
         return None
-    after = {n: (100 if n == f.service else 0) for n in weights}
-    return Change(f"route all of {f.service}'s traffic to the stable release (canary weight -> 0)", weights, after)
+    return Change(f"route all of {f.service}'s traffic to the stable release (canary weight -> 0)", f.route_weights,
+                  weights_with_canary(f.route_weights, f.service, 0))
 
 
-def _route_weights(ctx: Ctx) -> dict[str, int]:
-    f = ctx.facts
-    route = ctx.backends.cluster.route(f.namespace, f.service)
-    return {b["name"]: b.get("weight", 1) for b in (route["spec"]["rules"][0].get("backendRefs") or [])} if route else {}
+def _live_route(ctx: Ctx) -> dict[str, Any] | None:
+    return ctx.backends.cluster.route(ctx.facts.namespace, ctx.facts.service)
 
 
 def _canary_zero(ctx: Ctx) -> bool:
-    f = ctx.facts
-    return all(w == 0 for n, w in _route_weights(ctx).items() if n != f.service)
+    route = _live_route(ctx)
+    return route is None or canary_weight(route) == 0
 
 
 def _zero_canary(ctx: Ctx) -> dict[str, Any]:
     f = ctx.facts
-    operations = []
-    for backend in f.canary_backends:
-        path = f"/spec/rules/0/backendRefs/{backend['index']}"
-        weight = 100 if backend["name"] == f.service else 0
-        operations += [{"op": "test", "path": f"{path}/name", "value": backend["name"]},
-                       {"op": "replace", "path": f"{path}/weight", "value": weight}]
-    ctx.backends.cluster.patch_route(f.namespace, f.service, operations)
-    return {"weights": _route_weights(ctx)}
+    route = _live_route(ctx)
+    if route is None or list(route_weights(route)) != list(f.route_weights):
+        raise WorldChanged(f"the route of {f.service} no longer has the backends the plan saw "
+                           f"({', '.join(f.route_weights)}); re-plan")
+    # Each weight is patched behind a `test` of its backend's name: a reordered route fails the patch, whole.
+    ctx.backends.cluster.patch_route(f.namespace, f.service,
+                                     weights_patch(route, weights_with_canary(f.route_weights, f.service, 0)))
+    return {"weights": route_weights(_live_route(ctx) or {})}
 
 
 def _rollout_complete(ctx: Ctx) -> bool:
@@ -433,11 +433,15 @@ def _verify_slo(ctx: Ctx) -> dict[str, Any]:
         time.sleep(verification.poll_seconds)
 
 
+def _model_in_stack(ctx: Ctx) -> stack_config.Model:
+    stack = stack_config.load_file(ctx.backends.targets.stack_path())
+    return next(m for m in stack.models if m.name == ctx.facts.service)
+
+
 def _pinned(ctx: Ctx) -> bool:
-    f = ctx.facts
-    model = stack_config.load_file(ctx.backends.targets.stack_path()).models[f.model_index]
-    canary_quiet = model.canary is None or model.canary.weight == 0
-    return model.release.version == f.target_version and canary_quiet
+    model = _model_in_stack(ctx)
+    canary_quiet = model.canary is None or not canary_takes_traffic(model.canary.weight)
+    return model.release.version == ctx.facts.target_version and canary_quiet
 
 
 def _pin_plan(ctx: Ctx) -> Change | None:
@@ -445,7 +449,7 @@ def _pin_plan(ctx: Ctx) -> Change | None:
         return None
     f = ctx.facts
     path = ctx.backends.targets.stack_path()
-    model = stack_config.load_file(path).models[f.model_index]
+    model = _model_in_stack(ctx)
     return Change(f"pin {f.service} to version {f.target_version} (canary weight 0) in {path.name}, "
                   "so the next `pulumi up` keeps the known-good release",
                   {"version": model.release.version, "canary_weight": model.canary.weight if model.canary else None},
@@ -455,21 +459,12 @@ def _pin_plan(ctx: Ctx) -> Change | None:
 def _pin_known_good(ctx: Ctx) -> dict[str, Any]:
     """Edit the stack file in place (comments kept) and validate it; a file change ready to commit."""
     f = ctx.facts
-
-    def pin(document: Any) -> None:
-        model = document["config"]["llmops:models"][f.model_index]
-        release = model["release"]
-        release["version"] = f.target_version
-        target = f.target_release
-        if target.get("prompt_version"):
-            release["promptVersion"] = target["prompt_version"]
-        if target.get("feature_view"):
-            release["featureView"] = target["feature_view"]
-        if "canary" in model:
-            model["canary"]["weight"] = 0
-
+    target = f.target_release
     path = ctx.backends.targets.stack_path()
-    edit_stack_file(path, pin)
+    # One validated, atomic write: the release and the canary's weight together.
+    edit_stack_file(path, release_edit(f.service, f.target_version, target.get("prompt_version") or None,
+                                       target.get("feature_view") or None),
+                    canary_weight_edit(f.service, 0))
     return {"file": str(path), "version": f.target_version}
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from runbooks.engine.records import AuditLog
 from runbooks.engine.runner import Services
-from runbooks.engine.services import FileLock, FileRecordStore, PrintNotifier, RecordStore
+from runbooks.engine.services import FileLock, FileRecordStore, Lock, Notifier, PrintNotifier, RecordStore
 from runbooks.targets import Records, Targets
 
 
@@ -22,6 +22,8 @@ def _store(records: Records, targets: Targets) -> RecordStore:
 
 def services_for(targets: Targets) -> Services:
     state_dir = Path(targets.state_dir).expanduser()
+    lock: Lock
+    notifier: Notifier
     if targets.lock.table:
         from runbooks.adapters.aws import DynamoDbLock, client
 

@@ -46,7 +46,7 @@ def main() -> int:
     megabytes = sum(len(text.encode()) for _, text in corpus) / 1e6
     with tempfile.TemporaryDirectory() as scratch:
         store = IndexStore(path=":memory:" if args.qdrant == "memory" else scratch)
-        embedder = LocalEmbedder(CONFIG["embeddingModel"])
+        embedder = LocalEmbedder(str(CONFIG["embeddingModel"]))
         collection = version_name("bench", 1)
         store.create(collection, embedder.dimension, {"bench": True})
         began = time.perf_counter()

@@ -25,15 +25,19 @@ STACK_CONFIG_DIR = "stacks"
 # EKS versions with schemas in kubernetes-validate and standard or extended support.
 KUBERNETES_VERSIONS = ("1.29", "1.30", "1.31", "1.32", "1.33", "1.34", "1.35")
 # The retention periods CloudWatch Logs accepts.
-LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288,
+                      3653)
 # Bucket bounds of vLLM's `vllm:time_to_first_token_seconds` histogram (v1 engine).
 # A latency SLO is computed from the bucket at its threshold, so the threshold must be one.
-TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)
+TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0,
+                160.0, 640.0, 2560.0)
 REQUIRED_TAGS = ("owner", "cost-center", "environment")
 
-REGION = re.compile(r"^(us|eu|ap|ca|sa|me|af|il|mx)(-gov)?-(north|south|east|west|central|northeast|northwest|southeast|southwest)-[1-9]$")
+REGION = re.compile(r"^(us|eu|ap|ca|sa|me|af|il|mx)(-gov)?-"
+                    r"(north|south|east|west|central|northeast|northwest|southeast|southwest)-[1-9]$")
 DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,30}[a-z0-9])?$")
-IMAGE_BY_DIGEST = re.compile(r"^[a-z0-9][a-z0-9._/-]*(:[0-9]+/[a-z0-9._/-]+)?(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?@sha256:[a-f0-9]{64}$")
+IMAGE_BY_DIGEST = re.compile(r"^[a-z0-9][a-z0-9._/-]*(:[0-9]+/[a-z0-9._/-]+)?(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+                             r"@sha256:[a-f0-9]{64}$")
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$")
 LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 _DIRECTIONS = {"north": "n", "south": "s", "east": "e", "west": "w", "central": "c",
@@ -81,7 +85,8 @@ def cpu_instance_type(instance_type: str) -> str:
 
 RegionName = text_matching(REGION, "expected an AWS region name such as us-east-1")
 DnsLabel = text_matching(DNS_LABEL, "expected a lowercase DNS label of at most 32 characters (a-z, 0-9, '-')")
-PinnedImage = text_matching(IMAGE_BY_DIGEST, "expected an image pinned by digest, REPOSITORY[:TAG]@sha256:<64 hex digits>; tags are mutable")
+PinnedImage = text_matching(IMAGE_BY_DIGEST, "expected an image pinned by digest, REPOSITORY[:TAG]@sha256:<64 hex digits>; "
+                                               "tags are mutable")
 RoleArn = text_matching(ROLE_ARN, "expected an IAM role ARN: arn:aws:iam::<12-digit account>:role/<name>")
 GpuInstanceType = Annotated[str, AfterValidator(gpu_instance_type)]
 CpuInstanceType = Annotated[str, AfterValidator(cpu_instance_type)]

@@ -47,7 +47,8 @@ def check_failover(config: StackConfig) -> None:
                            f"(data residency: {', '.join(allowed)}); replicas are data too")
         if region not in secondaries:
             raise invalid(f"failover.replicateTo[{index}]", region,
-                           f"expected a secondary region of this stack ({', '.join(secondaries)}): its buckets receive the copies")
+                          f"expected a secondary region of this stack ({', '.join(secondaries)}): "
+                          "its buckets receive the copies")
     for region in secondaries:
         if config.standby(region).mode == "warm":
             for index, pool in enumerate(config.gpu_pools):
@@ -73,7 +74,8 @@ def check_vpc_cidrs(config: StackConfig) -> None:
     seen: dict[str, ipaddress.IPv4Network] = {}
     for region, cidr in config.network.vpc_cidrs.items():
         if region not in config.regions.all:
-            raise invalid(f"network.vpcCidrs.{region}", cidr, "expected CIDRs only for the stack's regions: " + ", ".join(config.regions.all))
+            raise invalid(f"network.vpcCidrs.{region}", cidr,
+                          "expected CIDRs only for the stack's regions: " + ", ".join(config.regions.all))
         network = parse_cidr(cidr)
         if network is None or not 16 <= network.prefixlen <= 20 or not network.is_private:
             raise invalid(f"network.vpcCidrs.{region}", cidr, "expected a private IPv4 CIDR from /16 to /20, e.g. 10.20.0.0/16")
@@ -91,7 +93,8 @@ def check_models(config: StackConfig) -> None:
     if len(pools) != len(config.gpu_pools):
         names = [pool.name for pool in config.gpu_pools]
         duplicate = next(name for name in names if names.count(name) > 1)
-        raise invalid(f"gpuPools[{names.index(duplicate, names.index(duplicate) + 1)}].name", duplicate, "expected unique pool names")
+        second = names.index(duplicate, names.index(duplicate) + 1)
+        raise invalid(f"gpuPools[{second}].name", duplicate, "expected unique pool names")
     indexes = [index.name for index in config.retrieval.indexes]
     names = [model.name for model in config.models]
     gpus_wanted: dict[str, int] = {}

@@ -35,7 +35,7 @@ MAX_NODES = 100_000  # expanded; a stack file has a few hundred
 _SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _Loader(_SafeLoader):  # type: ignore[misc, valid-type]
+class _Loader(_SafeLoader):
     """PyYAML's safe loader, except that an unquoted date stays the text it is (as Go's YAML, hence the Pulumi
     CLI, reads it into a program's config): a date object is not something a program's config can hold."""
 

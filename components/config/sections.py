@@ -107,7 +107,8 @@ class Cluster(Section):
         for index, cidr in enumerate(self.public_access_cidrs):
             network = parse_cidr(cidr)
             if network is None or network.prefixlen == 0:
-                raise invalid(f"publicAccessCidrs[{index}]", cidr, "expected an IPv4 CIDR narrower than 0.0.0.0/0, e.g. 203.0.113.0/24")
+                raise invalid(f"publicAccessCidrs[{index}]", cidr,
+                              "expected an IPv4 CIDR narrower than 0.0.0.0/0, e.g. 203.0.113.0/24")
         return self
 
 

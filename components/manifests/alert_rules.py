@@ -103,7 +103,7 @@ def availability_error_ratio(model: str, namespace: str, window: str) -> str:
 def latency_error_ratio(model: str, namespace: str, window: str, threshold_seconds: float) -> str:
     """The share of first tokens slower than the threshold (a bucket bound of vLLM's histogram)."""
     matchers = f'namespace="{namespace}",model_name="{model}"'
-    le = floatToGoString(threshold_seconds)  # as prometheus_client writes the bucket label
+    le: str = floatToGoString(threshold_seconds)  # type: ignore[no-untyped-call]  # as prometheus_client writes it
     fast = f'sum(rate(vllm:time_to_first_token_seconds_bucket{{{matchers},le="{le}"}}[{window}]))'
     total = f"sum(rate(vllm:time_to_first_token_seconds_count{{{matchers}}}[{window}]))"
     return f"1 - ({fast} / {total})"

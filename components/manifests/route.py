@@ -105,7 +105,7 @@ def weights_patch(route: Mapping[str, Any], weights: Mapping[str, int]) -> list[
     """A JSON patch (RFC 6902) that sets the named backends' weights on the route as it was read: each write is
     guarded by a `test` of the backend's name at its index, so the patch fails whole if the backends moved since."""
     backends = _backends(route)
-    names = [b.get("name") for b in backends]
+    names = [str(b.get("name")) for b in backends]
     twice = sorted(name for name, count in Counter(names).items() if count > 1)
     operations: list[dict[str, Any]] = []
     for name, weight in weights.items():

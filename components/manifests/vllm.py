@@ -36,7 +36,8 @@ MODEL_DIR = "/models"
 STARTUP_PERIOD_SECONDS = 10
 # Registry download speed assumed for the rollout deadline (the init container is not probed).
 DOWNLOAD_SECONDS_PER_GIB = 10
-MODEL_LABEL, TRACK_LABEL, VERSION_LABEL, RELEASE_LABEL = "llmops.io/model", "llmops.io/track", "llmops.io/version", "llmops.io/release"
+MODEL_LABEL, TRACK_LABEL = "llmops.io/model", "llmops.io/track"
+VERSION_LABEL, RELEASE_LABEL = "llmops.io/version", "llmops.io/release"
 RELEASE_ANNOTATION, RELEASE_PARTS_ANNOTATION = "llmops.io/release-id", "llmops.io/release"
 
 
@@ -267,7 +268,8 @@ def scaled_object(spec: VllmSpec) -> dict[str, Any]:
             "advanced": {"horizontalPodAutoscalerConfig": {"behavior": {
                 # GPU nodes and weights take minutes to arrive: add one replica a minute, shed slowly.
                 "scaleUp": {"stabilizationWindowSeconds": 0, "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]},
-                "scaleDown": {"stabilizationWindowSeconds": 600, "policies": [{"type": "Pods", "value": 1, "periodSeconds": 300}]},
+                "scaleDown": {"stabilizationWindowSeconds": 600,
+                              "policies": [{"type": "Pods", "value": 1, "periodSeconds": 300}]},
             }}},
             "triggers": [{"type": "prometheus", "metadata": {
                 "serverAddress": spec.prometheus_url, "query": query, "threshold": str(spec.queue_depth_target)}}],

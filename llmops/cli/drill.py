@@ -51,6 +51,7 @@ def _drill_rollback(args: argparse.Namespace) -> int:
             if result.status == "interrupted":
                 print(f"drill: {result.error}", file=sys.stderr)
                 return result.exit_code
+            assert result.run_id is not None  # a run that was not a dry run
             evidence = drill.evidence(result.run_id)
             before, after = evidence["signals"].get("before", {}), evidence["signals"].get("after", {})
             say(f"drill: {result.status} in {time.monotonic() - began:.1f}s; now serving version "

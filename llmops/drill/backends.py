@@ -172,7 +172,8 @@ class RolloutController:
                     self._seen = key
                 elif key != self._seen:
                     self._seen = key
-                    self.k8s.apps.patch_namespaced_deployment_status(self.name, self.namespace, {"status": {"updatedReplicas": 0}})
+                    self.k8s.apps.patch_namespaced_deployment_status(self.name, self.namespace,
+                                                                     {"status": {"updatedReplicas": 0}})
                     until = time.monotonic() + self.delay
                     while (self._held or time.monotonic() < until) and not self._stop.wait(0.02):
                         pass
@@ -290,7 +291,8 @@ class PrometheusServer:
 
     def start(self) -> PrometheusServer:
         self.process = subprocess.Popen(
-            [self.binary, f"--config.file={self.workdir / 'prometheus.yml'}", f"--storage.tsdb.path={self.workdir / 'data'}",
+            [str(self.binary), f"--config.file={self.workdir / 'prometheus.yml'}",
+             f"--storage.tsdb.path={self.workdir / 'data'}",
              f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=1h"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.workdir, preexec_fn=die_with_parent)
         wait_until(lambda: http_ready(f"{self.url}/-/ready"), 30, "Prometheus to be ready")
@@ -358,7 +360,7 @@ class PushgatewayServer:
     def start(self) -> PushgatewayServer:
         # Debian's build persists to /var/lib/prometheus by default: every instance would share (and keep) one
         # store. In memory only, each drill and test starts empty.
-        self.process = subprocess.Popen([self.binary, f"--web.listen-address=127.0.0.1:{self.port}", "--persistence.file="],
+        self.process = subprocess.Popen([str(self.binary), f"--web.listen-address=127.0.0.1:{self.port}", "--persistence.file="],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
         wait_until(lambda: http_ready(f"{self.url}/-/ready"), 30, "the Pushgateway to be ready")
         return self

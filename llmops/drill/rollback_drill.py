@@ -59,7 +59,8 @@ def staging_objects() -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 class RollbackDrill:
-    def __init__(self, workdir: Path, settings: DrillSettings | None = None, objects: tuple[dict, dict] | None = None) -> None:
+    def __init__(self, workdir: Path, settings: DrillSettings | None = None,
+                 objects: tuple[dict[str, Any], dict[str, Any]] | None = None) -> None:
         self.workdir, self.settings = workdir, settings or DrillSettings()
         self.deployment, self.route = objects or staging_objects()
         self._started: list[Any] = []
@@ -235,7 +236,7 @@ class RollbackDrill:
 
     def notifications(self) -> list[dict[str, Any]]:
         """Every notification published since the last call (they are consumed)."""
-        sqs, found = self._aws("sqs"), []
+        sqs, found = self._aws("sqs"), list[dict[str, Any]]()
         while True:
             messages = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10,
                                            WaitTimeSeconds=0).get("Messages", [])

@@ -16,6 +16,7 @@ import hashlib
 import os
 import runpy
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -229,8 +230,8 @@ def run_program(project: Project, stack: StackSettings) -> Plan:
 
 
 def _check_unique_urns(plan: Plan) -> None:
-    seen: set[str] = set()
-    duplicates = sorted({r.urn for r in plan.resources if r.urn in seen or seen.add(r.urn)})
+    counts = Counter(r.urn for r in plan.resources)
+    duplicates = sorted(urn for urn, count in counts.items() if count > 1)
     if duplicates:
         raise DuplicateUrnError(f"stack {plan.stack}: duplicate resource URN(s), which the Pulumi engine rejects: "
                                 + ", ".join(duplicates))

@@ -11,8 +11,9 @@ import json
 import random
 import string
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,9 @@ def email(rng: random.Random) -> str:
 
 
 def phone(rng: random.Random) -> str:
-    n = lambda k: "".join(rng.choice(string.digits) for _ in range(k))  # noqa: E731
+    def n(k: int) -> str:
+        return "".join(rng.choice(string.digits) for _ in range(k))
+
     area = str(rng.randint(201, 989))
     return rng.choice([
         f"+1 {area} 555 {n(4)}", f"({area}) 555-{n(4)}", f"{area}-555-{n(4)}", f"+1{area}555{n(4)}",
@@ -115,17 +118,18 @@ def aws_key(rng: random.Random) -> str:
 
 
 def jwt(rng: random.Random) -> str:
-    def b64(data: dict) -> str:
+    def b64(data: dict[str, Any]) -> str:
         return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
     signature = base64.urlsafe_b64encode(rng.randbytes(32)).decode().rstrip("=")
     return f"{b64({'alg': 'HS256', 'typ': 'JWT'})}.{b64({'sub': str(rng.randint(1, 10**6)), 'iat': 1763770000})}.{signature}"
 
 
-ENTITIES = {"EMAIL_ADDRESS": email, "PHONE_NUMBER": phone, "CREDIT_CARD": card, "US_SSN": ssn, "IP_ADDRESS": ipv4,
-            "IBAN_CODE": iban, "AWS_ACCESS_KEY": aws_key, "JWT": jwt}
+ENTITIES: dict[str, Callable[[random.Random], str]] = {
+    "EMAIL_ADDRESS": email, "PHONE_NUMBER": phone, "CREDIT_CARD": card, "US_SSN": ssn, "IP_ADDRESS": ipv4,
+    "IBAN_CODE": iban, "AWS_ACCESS_KEY": aws_key, "JWT": jwt}
 IPV6 = ipv6
 
-NEGATIVES = [
+NEGATIVES: list[Callable[[random.Random], str]] = [
     lambda r: f"order ORD-{r.randint(2020, 2026)}-{r.randint(0, 999999):06d}",
     lambda r: f"at 2026-11-{r.randint(10, 28)}T{r.randint(10, 23)}:{r.randint(10, 59)}:{r.randint(10, 59)}Z",
     lambda r: f"vllm v0.{r.randint(6, 11)}.{r.randint(0, 9)} on python 3.11.{r.randint(0, 9)}",
@@ -204,13 +208,13 @@ def generate(lines: int, seed: int = 7, jsonl: bool = True, density: float = 0.5
                 before = "\\n"  # the value starts a new line of the prompt
             pieces += [(before, None), (value, entity_type), (after + ". ", None)]
         pieces.append((rng.choice(NEGATIVES)(rng), None))
-        text, labels = "", []
+        text, labels = "", list[Label]()
         prefix = (f'{{"ts": "2026-11-22T03:{number % 60:02d}:00Z", "model": "chat", "request_id": '
                   f'"{uuid.UUID(int=rng.getrandbits(128))}", "prompt": "') if jsonl else "2026-11-22 prompt: "
         offset = len(prefix)
-        for piece, entity_type in pieces:
-            if entity_type:
-                labels.append(Label(number, offset, offset + len(piece), entity_type))
+        for piece, kind in pieces:
+            if kind:
+                labels.append(Label(number, offset, offset + len(piece), kind))
             text += piece
             offset += len(piece)
         line = prefix + text + ('", "tokens": 128}' if jsonl else "")

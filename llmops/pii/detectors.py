@@ -28,7 +28,7 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 
 class Match(NamedTuple):  # a tuple: a dense block holds tens of thousands, made and sorted cheaply
@@ -275,7 +275,7 @@ def _disjoint(spans: list[tuple[int, int]], size: int) -> list[tuple[int, int]]:
     return joined
 
 
-def _hyperscan_database(detectors: tuple[Detector, ...]):  # -> hyperscan.Database | None
+def _hyperscan_database(detectors: tuple[Detector, ...]) -> Any:  # hyperscan.Database | None
     try:
         import hyperscan
     except ImportError:
@@ -326,10 +326,10 @@ def _confirm(detector: Detector, data: bytes, windows: list[tuple[int, int]]) ->
         for candidate in pattern.finditer(data, a, b):
             start, end = candidate.span()
             if end == b < size:
-                candidate = pattern.match(data, start)
-                if candidate is None:
+                again = pattern.match(data, start)
+                if again is None:
                     continue
-                end = candidate.end()
+                candidate, end = again, again.end()
             if start >= last and validate(candidate.group()):
                 last = end
                 found.append(Match(start, end, entity_type, name))

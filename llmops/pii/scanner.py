@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, Any, NamedTuple, cast
 
 from llmops.pii.detectors import Engine, Match, default_engine
 
@@ -35,8 +35,8 @@ class Finding(NamedTuple):  # a tuple: cheap to make, and a dense log has one ev
     detector: str
     fingerprint: str | None = None  # keyed hash of the value, when a key was given
 
-    def to_dict(self) -> dict:
-        found = {"path": self.path, "line": self.line, "start": self.start, "end": self.end,
+    def to_dict(self) -> dict[str, Any]:
+        found: dict[str, Any] = {"path": self.path, "line": self.line, "start": self.start, "end": self.end,
                  "entity_type": self.entity_type, "detector": self.detector}
         if self.fingerprint:
             found["fingerprint"] = self.fingerprint
@@ -66,7 +66,7 @@ class Summary:
         self.counts.update(other.counts)
         self.affected |= other.affected
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"files": self.files, "unreadable_files": self.unreadable, "affected_files": len(self.affected),
                 "lines": self.lines, "bytes": self.bytes,
                 "seconds": round(self.seconds, 3), "mb_per_second": round(self.megabytes_per_second, 2),
@@ -75,10 +75,10 @@ class Summary:
 
 def open_binary(source: str | Path | IO[bytes]) -> IO[bytes]:
     """A byte stream over a file or stream, gunzipped when it is gzip (by its magic bytes, not its name)."""
-    stream = open(source, "rb") if isinstance(source, (str, Path)) else source
-    buffered = stream if isinstance(stream, io.BufferedReader) else io.BufferedReader(stream)  # type: ignore[arg-type]
+    stream: IO[bytes] = open(source, "rb") if isinstance(source, (str, Path)) else source  # the caller closes it
+    buffered = stream if isinstance(stream, io.BufferedReader) else io.BufferedReader(cast(io.RawIOBase, stream))
     if buffered.peek(2)[:2] == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=buffered)  # type: ignore[return-value]
+        return cast(IO[bytes], gzip.GzipFile(fileobj=buffered))
     return buffered
 
 

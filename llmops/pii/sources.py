@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from llmops.pii.detectors import Engine, default_engine
 from llmops.pii.scanner import Finding, Summary, open_binary, read_error, scan_stream
@@ -52,7 +52,7 @@ def s3_objects(s3: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
 def s3_source(s3: Any, bucket: str, key: str, size: int, version_id: str | None = None) -> Source:
     def opener() -> IO[bytes]:
         extra = {"VersionId": version_id} if version_id else {}
-        return _Raw(s3.get_object(Bucket=bucket, Key=key, **extra)["Body"])
+        return cast(IO[bytes], _Raw(s3.get_object(Bucket=bucket, Key=key, **extra)["Body"]))
     name = f"s3://{bucket}/{key}" + (f"?versionId={version_id}" if version_id else "")
     return Source(name, size, opener)
 
@@ -213,16 +213,17 @@ def scan_sources(sources: Sequence[Source], *, workers: int = 8, key: bytes | No
     """Scan sources (in parallel when there are several), yielding results in the sources' order.
     keep_going: see scan_one. The progress bar names the latest source done as `show` shows it (by
     default with placeholders for any personal data in the name)."""
+    from llmops.pii.redact import redact_text
+
     engine = engine or default_engine()
-    if show is None:
-        from llmops.pii.redact import redact_text as show
+    shown: Callable[[str], str] = show or redact_text
     workers = 1 if names is not None else workers  # a spaCy pipeline is not shared across threads
     bar = _progress(sum(s.size for s in sources), progress)
     try:
         with ThreadPoolExecutor(max_workers=max(1, min(workers, len(sources) or 1))) as pool:
             scan = lambda s: scan_one(s, key=key, engine=engine, names=names, keep_going=keep_going)  # noqa: E731
             for result in pool.map(scan, sources):
-                bar.set_postfix_str(show(result.source.name), refresh=False)
+                bar.set_postfix_str(shown(result.source.name), refresh=False)
                 bar.update(result.source.size)
                 yield result
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from typing import Any
 
 TOPICS = {
     "billing": "invoice refund payment card charge subscription plan receipt tax currency",
@@ -41,7 +42,7 @@ def documents(count: int, seed: int = 11, words: int = 220) -> Iterator[tuple[st
         yield f"docs/{topic}/{number:06d}.txt", "\n\n".join(paragraphs), own
 
 
-def golden(count: int, seed: int = 11, queries: int = 50, words: int = 220) -> list[dict]:
+def golden(count: int, seed: int = 11, queries: int = 50, words: int = 220) -> list[dict[str, Any]]:
     """Queries made of a document's own words and its topic; the document is the expected answer."""
     rng = random.Random(seed + 1)
     docs = list(documents(count, seed, words))

@@ -50,7 +50,7 @@ class IndexStore:
         """The collection the alias points at."""
         for alias in self.client.get_aliases().aliases:
             if alias.alias_name == index:
-                return alias.collection_name
+                return str(alias.collection_name)
         return None
 
     def metadata(self, collection: str) -> dict[str, Any]:
@@ -114,4 +114,4 @@ class IndexStore:
                 return
 
     def count(self, collection: str) -> int:
-        return self.client.count(collection, exact=True).count
+        return int(self.client.count(collection, exact=True).count)

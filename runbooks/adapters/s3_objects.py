@@ -101,7 +101,7 @@ class S3Objects:
 
     def legal_hold(self, bucket: str, key: str, version_id: str | None = None) -> bool:
         head = self.head(bucket, key, version_id)
-        return bool(head) and head.get("ObjectLockLegalHoldStatus") == "ON"
+        return head is not None and head.get("ObjectLockLegalHoldStatus") == "ON"
 
     def get_json(self, bucket: str, key: str) -> dict[str, Any] | None:
         from botocore.exceptions import ClientError
@@ -137,7 +137,7 @@ class S3Objects:
                    content_type: str | None = None) -> str:
         """Write an object from a producer (spooled to disk past 64 MB); returns its version id."""
         with tempfile.SpooledTemporaryFile(max_size=64 << 20) as spool:
-            write(spool)  # type: ignore[arg-type]
+            write(spool)
             spool.seek(0)
             extra = {"ContentType": content_type} if content_type else {}
             put = _call(self.s3.put_object, Bucket=bucket, Key=key, Body=spool, Metadata=dict(metadata),

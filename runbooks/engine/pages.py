@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import jinja2
 
@@ -11,7 +12,7 @@ from runbooks.engine.model import Runbook
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
-def render_page(*, name: str, title: str, purpose: str, alerts: tuple[str, ...], runbook: Runbook | None) -> str:
+def render_page(*, name: str, title: str, purpose: str, alerts: tuple[str, ...], runbook: Runbook[Any, Any] | None) -> str:
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
                                      keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, autoescape=False)
     environment.filters["format_alert"] = lambda alert: f"`{alert}`"

@@ -132,7 +132,7 @@ def signals_interrupt() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    stopping = []
+    stopping: list[int] = []
 
     def handler(number: int, frame: Any) -> None:
         if stopping:
@@ -334,7 +334,7 @@ class Run(Generic[F, B]):
             self.options.progress(f"warning: could not push metrics: {failure}")
         return RunResult(self.run_id, outcome, plan, self._step_summaries(), evidence_key, error, exit_code)
 
-    def _run_step(self, step: Step) -> dict[str, Any]:
+    def _run_step(self, step: Step[F, B]) -> dict[str, Any]:
         assert self.journal is not None
         state = self.journal.step_state(step.name)
         self.ctx.deadline = time.monotonic() + step.timeout_seconds
@@ -383,10 +383,10 @@ class Run(Generic[F, B]):
         self._audit(step.name, step.name, before, after, outcome)
         self.metrics.step(step.name, outcome, seconds)
         _crash_point(step.name, "done")
-        self.services.lock.refresh(self.lock_key, run_id=self.run_id, ttl_seconds=self.services.lock_ttl_seconds)
+        self._refresh_lock()
         return {"step": step.name, "outcome": outcome, "seconds": round(seconds, 3)}
 
-    def _act(self, step: Step) -> dict[str, Any]:
+    def _act(self, step: Step[F, B]) -> dict[str, Any]:
         for attempt in range(step.retries + 1):
             try:
                 return dict(step.action(self.ctx) or {})
@@ -396,10 +396,14 @@ class Run(Generic[F, B]):
                 delay = step.backoff_seconds * (2 ** attempt)
                 self.options.progress(f"  {step.name}: {failure}; retrying in {delay:g}s")
                 time.sleep(delay)
-                self.services.lock.refresh(self.lock_key, run_id=self.run_id, ttl_seconds=self.services.lock_ttl_seconds)
+                self._refresh_lock()
         raise AssertionError("unreachable")
 
-    def _open_gate(self, step: Step, change: Change) -> None:
+    def _refresh_lock(self) -> None:
+        assert self.lock_key is not None and self.run_id is not None  # held since the run was journaled
+        self.services.lock.refresh(self.lock_key, run_id=self.run_id, ttl_seconds=self.services.lock_ttl_seconds)
+
+    def _open_gate(self, step: Step[F, B], change: Change) -> None:
         """Pass only with an approval of exactly this change; else journal the wait and pause the run."""
         assert self.journal is not None
         wanted = gate_hash(step.name, change)

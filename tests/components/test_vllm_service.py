@@ -172,7 +172,8 @@ def test_canary_gets_its_weight_through_the_route(plans):
     canary, stable = deployments["chat-small-canary"], deployments["chat-small"]
     assert canary["spec"]["replicas"] == 1
     assert canary["metadata"]["labels"]["llmops.io/version"] == "4" and stable["metadata"]["labels"]["llmops.io/version"] == "3"
-    assert canary["metadata"]["annotations"][vllm.RELEASE_ANNOTATION] != stable["metadata"]["annotations"][vllm.RELEASE_ANNOTATION]
+    release_of = lambda obj: obj["metadata"]["annotations"][vllm.RELEASE_ANNOTATION]  # noqa: E731
+    assert release_of(canary) != release_of(stable)
     assert by_name(objects_of(staging, "Service"))["chat-small-canary"]["spec"]["selector"][vllm.TRACK_LABEL] == "canary"
 
 
