@@ -5,7 +5,8 @@
 #   scripts/dev.sh plan    offline plan of every stack (summary, plan JSON, rendered + validated manifests
 #                          and rule files), the policy pack's report over every stack, and an on-call
 #                          drill: the rollback runbook against real local backends
-#   scripts/dev.sh test    the whole test suite (what CI runs)
+#   scripts/dev.sh test    the checks (ruff, mypy, import-linter) and then the whole test suite (what CI runs)
+#   scripts/dev.sh check   only the checks
 #   scripts/dev.sh setup   only the setup
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,8 +42,22 @@ setup() {
   fi
 }
 
+# Lint, types and the layering, before any test: each fails on any finding (configured in pyproject.toml).
+check() {
+  echo "ruff: lint (pyflakes, pycodestyle, import order, bugbear)" >&2
+  "$VENV/bin/ruff" check --quiet .
+  echo "mypy: types (strict for the engine, manifests, PII and retrieval libraries)" >&2
+  "$VENV/bin/mypy"
+  echo "import-linter: the layering contracts" >&2
+  "$VENV/bin/lint-imports" --no-cache | sed -n '/^Contracts:/,$p'
+}
+
 case "${1:-}" in
   setup) setup ;;
+  check)
+    setup
+    check
+    ;;
   plan)
     setup
     "$VENV/bin/llmops" preview --validate --render build/manifests --json 'build/plan-{stack}.json'
@@ -52,9 +67,11 @@ case "${1:-}" in
     ;;
   test)
     setup
+    check
     install_promtool
-    # One worker per core, a test file per worker at a time (its session fixtures start once per worker).
-    "$VENV/bin/python" -m pytest -n auto --dist loadfile "${@:2}"
+    # One worker per core, a test file per worker at a time (its session fixtures start once per worker); the
+    # slowest tests are listed at the end, so a slow one is seen when it lands.
+    "$VENV/bin/python" -m pytest -n auto --dist loadfile --durations=15 "${@:2}"
     ;;
-  *) echo "usage: scripts/dev.sh plan|test|setup" >&2; exit 2 ;;
+  *) echo "usage: scripts/dev.sh plan|test|check|setup" >&2; exit 2 ;;
 esac

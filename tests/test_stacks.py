@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import json
 from pathlib import Path
 
@@ -86,23 +85,6 @@ def test_outputs_name_each_regions_cluster(plans, project, stack):
         assert values["clusterName"] == f"llmops-{stack}-{config.region_code(region)}"
         assert values["clusterEndpoint"].startswith("https://")
         assert set(values["gpuNodeGroups"]) == pools
-
-
-def _imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
-    names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module.split(".")[0])
-    return names
-
-
-def test_manifest_builders_import_no_pulumi():
-    """components/manifests stays plain Python so object shapes are testable without an engine."""
-    for path in (ROOT / "components" / "manifests").glob("*.py"):
-        assert not {"pulumi", "pulumi_aws", "pulumi_kubernetes"} & _imports(path), path
 
 
 def test_only_the_config_package_reads_pulumi_config():
