@@ -5,7 +5,8 @@ and properties, `Analyze` for every resource, `AnalyzeStack` once with all of th
 dependencies and property dependencies resolved). We call the same servicer methods
 in-process, so enforcement levels, not-applicable results and the message format are the
 pack's own. The servicer is private API of pulumi-policy (pinned in pyproject.toml).
-Config merging is ours, as the CLI's is: schema defaults < the pack's levels < the given config.
+Config merging is ours, as the CLI's is: schema defaults < the pack's levels < the given config; and
+as the CLI does, each policy's settings are checked against its config schema before any policy runs.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import struct_pb2
+from jsonschema import Draft7Validator
 from pulumi.runtime import proto
 from pulumi_policy import EnforcementLevel
 from pulumi_policy.policy import _PolicyAnalyzerServicer
@@ -29,7 +31,7 @@ PACK_VERSION = "0.1.0"
 
 
 class PolicyConfigError(ValueError):
-    """The policy config names an unknown policy or level; the message says which."""
+    """The policy config names an unknown policy or level, or a setting of the wrong shape; the message says which."""
 
 
 @dataclass(frozen=True)
@@ -82,8 +84,22 @@ def resolve_config(pack_config: Mapping[str, Any], source: str = "policy config"
             properties.update({k: v for k, v in entry.items() if k != "enforcementLevel"})
         elif entry is not None:
             raise PolicyConfigError(f"{source}: {policy.name} = {entry!r}: expected a level ({', '.join(LEVELS)}) or an object")
+        _check_settings(policy, properties, entry if isinstance(entry, dict) else {}, source)
         resolved[policy.name] = (chosen, properties)
     return resolved
+
+
+def _check_settings(policy: Any, properties: Mapping[str, Any], own: Mapping[str, Any], source: str) -> None:
+    """Refuse settings their policy's schema does not allow, naming the key where it was given (the policy's
+    entry, or `all`): a policy must never run on a value of the wrong shape."""
+    schema = policy.config_schema
+    if schema is None:
+        return
+    validator = Draft7Validator({"type": "object", "properties": schema.properties, "required": schema.required or []})
+    for error in sorted(validator.iter_errors(dict(properties)), key=lambda e: list(map(str, e.absolute_path))):
+        key = ".".join(str(part) for part in error.absolute_path)
+        owner = policy.name if not key or key.split(".")[0] in own else "all"
+        raise PolicyConfigError(f"{source}: {owner}.{key or 'settings'}: {error.message}")
 
 
 def _options(resource: PlannedResource) -> proto.AnalyzerResourceOptions:

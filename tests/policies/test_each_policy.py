@@ -16,8 +16,9 @@ from tests.policies.builders import PlanBuilder
 
 DIGEST = "repo/app@sha256:" + "a" * 64
 LABELS = {"owner": "ml-platform", "cost-center": "cc-1", "environment": "prod"}
-CONTEXT = {"environment": "prod", "allowedRegions": ["us-east-1", "us-west-2"],
-           "runbookBaseUrl": "https://runbooks.example.com/llmops"}
+RUNBOOK_BASE = "https://runbooks.example.com/llmops"
+CONTEXT = {"environment": "prod", "allowedRegions": ["us-east-1", "us-west-2"], "runbookBaseUrl": RUNBOOK_BASE,
+           "runbooks": ["failover", "pii-incident", "reindex", "rollback"]}
 
 
 def container(**overrides):
@@ -265,16 +266,19 @@ def case_iam(bad):
     return b
 
 
-def case_alerts(bad):
+def alert_rule(url, severity="page"):
     b = PlanBuilder()
-    url = "https://runbooks.example.com/llmops/" + ("restart-everything.md" if bad else "rollback.md")
     rule = {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
             "metadata": {"name": "alerts", "namespace": "monitoring", "labels": LABELS},
             "spec": {"groups": [{"name": "g", "rules": [
-                {"alert": "A", "expr": "up == 0", "labels": {"severity": "page"},
+                {"alert": "A", "expr": "up == 0", "labels": {"severity": severity} if severity else {},
                  "annotations": {"summary": "s", "description": "d", "runbook_url": url}}]}]}}
     k8s(b, "kubernetes:monitoring.coreos.com/v1:PrometheusRule", rule)
     return b
+
+
+def case_alerts(bad):
+    return alert_rule(f"{RUNBOOK_BASE}/" + ("restart-everything.md" if bad else "rollback.md"))
 
 
 def case_prod_failover(bad):
@@ -372,3 +376,35 @@ def test_a_deployment_with_default_strategy_surges_25_percent():
     b.resources.pop()
     k8s(b, DEPLOYMENT, body, provider=b.resources[-1].urn)
     assert violations_of("gpu-rollout-within-pool", b)
+
+
+def alert_messages(url, context=CONTEXT, **rule):
+    return [v.message for v in violations_of("alert-runbooks", alert_rule(url, **rule), context)]
+
+
+def test_a_runbook_link_to_no_configured_runbook_names_the_ones_there_are():
+    assert alert_messages(f"{RUNBOOK_BASE}/restart-everything.md") == [
+        f"PrometheusRule alerts, group g, alert A: runbook_url {RUNBOOK_BASE}/restart-everything.md names no "
+        f"catalogued runbook page; use {RUNBOOK_BASE}/<failover|pii-incident|reindex|rollback>.md."]
+    assert alert_messages(f"{RUNBOOK_BASE}/rollback.md", severity=None) == [
+        "PrometheusRule alerts, group g, alert A: no severity label; add labels.severity (page or ticket)."]
+
+
+def test_without_runbook_names_in_the_config_only_the_links_shape_is_checked():
+    """A pack run with no `runbooks` cannot know the catalogue: any page under the base URL passes, nothing else."""
+    no_names = {key: value for key, value in CONTEXT.items() if key != "runbooks"}
+    assert alert_messages(f"{RUNBOOK_BASE}/restart-everything.md", no_names) == []
+    for url in (f"{RUNBOOK_BASE}/", f"{RUNBOOK_BASE}/pages/rollback.md", "https://wiki.example.com/llmops/rollback.md",
+                f"{RUNBOOK_BASE}/rollback.html", f"{RUNBOOK_BASE}/rollback.md#verify"):
+        assert alert_messages(url, no_names) == [
+            f"PrometheusRule alerts, group g, alert A: runbook_url {url} is not a runbook page; "
+            f"use {RUNBOOK_BASE}/<runbook>.md."], url
+
+
+def test_with_no_config_at_all_any_http_page_passes_and_severity_is_still_required():
+    assert alert_messages("https://wiki.example.com/oncall/rollback.md", {}) == []
+    assert alert_messages("rollback.md", {}) == [
+        "PrometheusRule alerts, group g, alert A: runbook_url rollback.md is not a runbook page; "
+        "use <runbookBaseUrl>/<runbook>.md."]
+    assert alert_messages("https://wiki.example.com/oncall/rollback.md", {}, severity="") == [
+        "PrometheusRule alerts, group g, alert A: no severity label; add labels.severity (page or ticket)."]

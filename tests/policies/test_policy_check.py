@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from llmops.policy.runner import check_plan, resolve_config
 from llmops.policy.settings import pack_config_for_stack
 from llmops.offline.project import load_stack
 from policies.pack import POLICY_NAMES
+from runbooks.catalog import load_catalog
 
 ROOT = Path(__file__).resolve().parents[2]
 INSECURE = ROOT / "tests" / "fixtures" / "programs" / "insecure"
@@ -116,13 +118,27 @@ def test_policy_config_prints_what_the_cli_takes(capsys):
     resolved = resolve_config(config)
     assert resolved["prod-multi-region-failover"][0].value == "mandatory"
     assert resolved["k8s-image-digest"][1]["environment"] == "prod"
+    # The pack reads no catalogue of its own: `pulumi preview --policy-pack-config` hands it the names.
+    assert config["alert-runbooks"]["runbooks"] == sorted(load_catalog())
+
+
+def test_a_policy_setting_of_the_wrong_shape_is_refused_naming_the_key(capsys, tmp_path):
+    config = tmp_path / "policy.json"
+    config.write_text(json.dumps({"alert-runbooks": {"runbooks": "rollback"}}))
+    assert policy_check_refusal(capsys, config) == f"{config}: alert-runbooks.runbooks: 'rollback' is not of type 'array'"
+    config.write_text(json.dumps({"all": {"runbooks": []}}))
+    assert policy_check_refusal(capsys, config) == f"{config}: all.runbooks: [] should be non-empty"
+    config.write_text(json.dumps({"data-residency": {"environment": "qa"}}))
+    assert policy_check_refusal(capsys, config) == (
+        f"{config}: data-residency.environment: 'qa' is not one of ['dev', 'staging', 'prod']")
 
 
 @pytest.fixture
 def served_pack():
     """The pack as the Pulumi CLI runs it: `python policies/__main__.py` prints its port and serves gRPC."""
+    # Unbuffered: the pack writes its port without a flush, and this must not depend on the caller's environment.
     process = subprocess.Popen([sys.executable, str(ROOT / "policies" / "__main__.py")], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, cwd=ROOT / "policies")
+                               stderr=subprocess.PIPE, cwd=ROOT / "policies", env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         port = process.stdout.readline().decode().strip()
         assert port.isdigit(), process.stderr.read().decode()
