@@ -50,7 +50,8 @@ def _struct(values: Mapping[str, Any]) -> struct_pb2.Struct:
     return struct
 
 
-def resolve_config(pack_config: Mapping[str, Any], source: str = "policy config") -> dict[str, tuple[EnforcementLevel, dict]]:
+def resolve_config(pack_config: Mapping[str, Any],
+                   source: str = "policy config") -> dict[str, tuple[EnforcementLevel, dict]]:
     """Each policy's enforcement level and properties from a CLI-format policy pack config:
     {"all": LEVEL, "<policy>": LEVEL | {"enforcementLevel": LEVEL, <property>: value, ...}}."""
     unknown = sorted(set(pack_config) - set(POLICY_NAMES) - {"all"})
@@ -73,8 +74,8 @@ def resolve_config(pack_config: Mapping[str, Any], source: str = "policy config"
     for policy in POLICIES:
         entry = pack_config.get(policy.name)
         chosen = default_level or policy.enforcement_level or DEFAULT_ENFORCEMENT
-        properties = {key: schema["default"] for key, schema in (policy.config_schema.properties if policy.config_schema else {}).items()
-                      if "default" in schema}
+        schemas = policy.config_schema.properties if policy.config_schema else {}
+        properties = {key: schema["default"] for key, schema in schemas.items() if "default" in schema}
         properties.update(shared)
         if isinstance(entry, str):
             chosen = level(entry, policy.name)
@@ -83,7 +84,8 @@ def resolve_config(pack_config: Mapping[str, Any], source: str = "policy config"
                 chosen = level(entry["enforcementLevel"], f"{policy.name}.enforcementLevel")
             properties.update({k: v for k, v in entry.items() if k != "enforcementLevel"})
         elif entry is not None:
-            raise PolicyConfigError(f"{source}: {policy.name} = {entry!r}: expected a level ({', '.join(LEVELS)}) or an object")
+            raise PolicyConfigError(f"{source}: {policy.name} = {entry!r}: expected a level ({', '.join(LEVELS)}) "
+                                    "or an object")
         _check_settings(policy, properties, entry if isinstance(entry, dict) else {}, source)
         resolved[policy.name] = (chosen, properties)
     return resolved
@@ -106,7 +108,8 @@ def _options(resource: PlannedResource) -> proto.AnalyzerResourceOptions:
     return proto.AnalyzerResourceOptions(parent=resource.parent)
 
 
-def _provider(plan_index: Mapping[str, PlannedResource], resource: PlannedResource) -> proto.AnalyzerProviderResource | None:
+def _provider(plan_index: Mapping[str, PlannedResource],
+              resource: PlannedResource) -> proto.AnalyzerProviderResource | None:
     provider = plan_index.get(resource.provider)
     if provider is None:
         return None
@@ -139,7 +142,8 @@ def check_plan(plan: Plan, pack_config: Mapping[str, Any], source: str = "policy
         proto.AnalyzerResource(
             type=r.type, properties=_struct(r.inputs), urn=r.urn, name=r.name, options=_options(r),
             provider=_provider(index, r), parent=r.parent, dependencies=list(r.dependencies),
-            propertyDependencies={k: proto.AnalyzerPropertyDependencies(urns=list(v)) for k, v in r.property_dependencies.items()})
+            propertyDependencies={k: proto.AnalyzerPropertyDependencies(urns=list(v))
+                                  for k, v in r.property_dependencies.items()})
         for r in plan.resources])
     diagnostics.extend(servicer.AnalyzeStack(stack_request, None).diagnostics)
 

@@ -50,8 +50,10 @@ def load_pack_config(path: str | Path) -> dict[str, Any]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
-        raise ConfigFileError(f"{path}: line {error.lineno}, column {error.colno}: not valid JSON: {error.msg}") from None
+        raise ConfigFileError(f"{path}: line {error.lineno}, column {error.colno}: not valid JSON: "
+                              f"{error.msg}") from None
     if not isinstance(data, dict):
-        raise ConfigFileError(f"{path}: expected a JSON object of policy names to levels or settings, found {kind_of(data)}")
+        raise ConfigFileError(f"{path}: expected a JSON object of policy names to levels or settings, "
+                              f"found {kind_of(data)}")
     resolve_config(data, str(path))  # unknown policies and levels now, not after the programs ran
     return data

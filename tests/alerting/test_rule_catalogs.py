@@ -84,7 +84,8 @@ def _broken(alert_name, change):
 
 
 def test_a_wrong_metric_name_fails_naming_the_alert():
-    problems = _broken("VllmKvCacheSaturated", lambda r: r.update(expr=r["expr"].replace("kv_cache_usage_perc", "gpu_cache_usage_perc")))
+    problems = _broken("VllmKvCacheSaturated",
+                       lambda r: r.update(expr=r["expr"].replace("kv_cache_usage_perc", "gpu_cache_usage_perc")))
     assert problems == ["group llmops-serving, alert VllmKvCacheSaturated: uses metrics not in the metric catalog: "
                         "vllm:gpu_cache_usage_perc"]
 

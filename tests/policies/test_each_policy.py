@@ -73,7 +73,8 @@ def bucket_set(b: PlanBuilder, name, *, provider="", public=False, kms=True, ver
           provider=provider, depends={"bucket": name})
     if versioned:
         b.add("aws:s3/bucketVersioning:BucketVersioning", f"{name}-versioning",
-              {"bucket": name, "versioningConfiguration": {"status": "Enabled"}}, provider=provider, depends={"bucket": name})
+              {"bucket": name, "versioningConfiguration": {"status": "Enabled"}}, provider=provider,
+              depends={"bucket": name})
 
 
 def k8s(b: PlanBuilder, type_, obj, provider=""):
@@ -163,7 +164,8 @@ def case_labels(bad):
 
 def node_group(name, *, tainted=True, max_size=2, instance="g6.xlarge", pool="l4", cluster="c1"):
     inputs = {"amiType": "AL2023_x86_64_NVIDIA", "instanceTypes": [instance], "clusterName": cluster,
-              "labels": {"llmops.io/pool": pool}, "scalingConfig": {"minSize": 0, "desiredSize": 1, "maxSize": max_size}}
+              "labels": {"llmops.io/pool": pool},
+              "scalingConfig": {"minSize": 0, "desiredSize": 1, "maxSize": max_size}}
     if tainted:
         inputs["taints"] = [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
     return inputs
@@ -172,7 +174,8 @@ def node_group(name, *, tainted=True, max_size=2, instance="g6.xlarge", pool="l4
 def case_gpu_taint(bad):
     b = PlanBuilder()
     b.add("aws:eks/nodeGroup:NodeGroup", "gpu", node_group("gpu", tainted=not bad))
-    b.add("aws:eks/nodeGroup:NodeGroup", "system", {"amiType": "AL2023_x86_64_STANDARD", "instanceTypes": ["m7i.large"]})
+    b.add("aws:eks/nodeGroup:NodeGroup", "system",
+          {"amiType": "AL2023_x86_64_STANDARD", "instanceTypes": ["m7i.large"]})
     return b
 
 
@@ -245,7 +248,9 @@ def case_kms(bad):
 
 def case_eks_endpoint(bad):
     b = PlanBuilder()
-    vpc = {"endpointPublicAccess": True} if bad else {"endpointPublicAccess": True, "publicAccessCidrs": ["203.0.113.0/24"]}
+    vpc = {"endpointPublicAccess": True}
+    if not bad:
+        vpc["publicAccessCidrs"] = ["203.0.113.0/24"]
     b.add("aws:eks/cluster:Cluster", "eks", {"vpcConfig": vpc, "encryptionConfig": {"resources": ["secrets"],
                                                                                      "provider": {"keyArn": "arn:k"}}})
     return b
@@ -262,7 +267,8 @@ def case_iam(bad):
     b = PlanBuilder()
     statement = {"Effect": "Allow", "Action": "s3:*", "Resource": "*"} if bad else \
         {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "arn:aws:s3:::artifacts/*"}
-    b.add("aws:iam/rolePolicy:RolePolicy", "policy", {"policy": json.dumps({"Version": "2012-10-17", "Statement": [statement]})})
+    document = {"Version": "2012-10-17", "Statement": [statement]}
+    b.add("aws:iam/rolePolicy:RolePolicy", "policy", {"policy": json.dumps(document)})
     return b
 
 
@@ -286,9 +292,11 @@ def case_prod_failover(bad):
     regions = ["us-east-1"] if bad else ["us-east-1", "us-west-2"]
     for region in regions:
         b.aws_provider(f"aws-{region}", region)
-        b.add("aws:route53/healthCheck:HealthCheck", f"hc-{region}", {"type": "HTTPS", "tags": {"llmops.io/region": region}})
-        b.add("aws:route53/record:Record", f"record-{region}", {"setIdentifier": region, "healthCheckId": f"hc-{region}",
-                                                               "failoverRoutingPolicies": [{"type": "PRIMARY"}]})
+        b.add("aws:route53/healthCheck:HealthCheck", f"hc-{region}",
+              {"type": "HTTPS", "tags": {"llmops.io/region": region}})
+        b.add("aws:route53/record:Record", f"record-{region}",
+              {"setIdentifier": region, "healthCheckId": f"hc-{region}",
+               "failoverRoutingPolicies": [{"type": "PRIMARY"}]})
     return b
 
 
