@@ -31,17 +31,15 @@ def run_json(capsys, *args):
 
 
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
-def test_our_stacks_have_no_mandatory_violation(plans, project, stack):
-    violations = check_plan(plans[stack], pack_config_for_stack(load_stack(project, stack)))
-    assert [v for v in violations if v.enforcement == "mandatory"] == []
-    accepted = {("prod", "prod-multi-region-failover")}  # advisory until RegionalFailover lands (README)
-    assert {(v.stack, v.policy) for v in violations} <= accepted
+def test_our_stacks_have_no_violation(plans, project, stack):
+    # RegionalFailover declares what prod-multi-region-failover asks for: no advisory finding is left either.
+    assert check_plan(plans[stack], pack_config_for_stack(load_stack(project, stack))) == []
 
 
 def test_cli_passes_our_stacks(capsys):
     code, violations = run_json(capsys)
     assert code == 0
-    assert {v["enforcement"] for v in violations} <= {"advisory"}
+    assert violations == []
 
 
 def test_the_insecure_program_gets_exactly_its_five_violations(capsys):
