@@ -98,10 +98,11 @@ def _check_settings(policy: Any, properties: Mapping[str, Any], own: Mapping[str
     if schema is None:
         return
     validator = Draft7Validator({"type": "object", "properties": schema.properties, "required": schema.required or []})
-    for error in sorted(validator.iter_errors(dict(properties)), key=lambda e: list(map(str, e.absolute_path))):
-        key = ".".join(str(part) for part in error.absolute_path)
-        owner = policy.name if not key or key.split(".")[0] in own else "all"
-        raise PolicyConfigError(f"{source}: {owner}.{key or 'settings'}: {error.message}")
+    errors = sorted(validator.iter_errors(dict(properties)), key=lambda e: [str(part) for part in e.absolute_path])
+    if errors:
+        path = [str(part) for part in errors[0].absolute_path]
+        owner = policy.name if not path or path[0] in own else "all"
+        raise PolicyConfigError(f"{source}: {owner}.{'.'.join(path) or 'settings'}: {errors[0].message}")
 
 
 def _options(resource: PlannedResource) -> proto.AnalyzerResourceOptions:
