@@ -32,10 +32,9 @@ class InferenceGateway(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: InferenceGatewayArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("llmops:serving:InferenceGateway", name, None, opts)
-        created = kubernetes_objects(f"{name}-serving", [
+        kubernetes_objects(f"{name}-serving", [
             namespace(NAMESPACE, args.tags),
             gateway(namespace=NAMESPACE, class_name=args.serving.gateway_class_name, domain=args.serving.domain,
                     region_code=args.region_code, tls_secret=args.serving.tls_secret_name, tags=args.tags),
         ], self)
-        self.namespace_resource = created[f"Namespace/{NAMESPACE}"]
         self.register_outputs({"namespace": NAMESPACE, "gateway": NAME})

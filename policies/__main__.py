@@ -1,13 +1,17 @@
-"""Entry point for the Pulumi CLI's policy host: `pulumi preview --policy-pack policies`.
-
-Builds the PolicyPack (which serves it and blocks). Nothing else should import this file.
+"""Entry point for the Pulumi CLI's policy host, which runs `python <pack folder>`: builds the PolicyPack (which
+serves it and blocks). Nothing else should import this file.
 """
 
+import importlib.util
 import sys
 from pathlib import Path
 
-# The CLI runs this file from inside policies/; make `policies.*` importable as a package.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# The pack may be a copy under any name, anywhere: register this folder as the package `policies`, so its
+# modules' `policies.*` imports resolve here without putting the folder's parent (and all it holds) on sys.path.
+HERE = Path(__file__).resolve().parent
+_spec = importlib.util.spec_from_file_location("policies", HERE / "__init__.py", submodule_search_locations=[str(HERE)])
+sys.modules["policies"] = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sys.modules["policies"])
 
 from pulumi_policy import PolicyPack  # noqa: E402
 

@@ -1,8 +1,10 @@
 """What several policies need: the stack context they are configured with, and ways to read resources.
 
 Policy config (set per stack by `llmops policy config`, or by hand in a `--policy-pack-config`
-file) carries `environment`, `allowedRegions`, `runbookBaseUrl` and `privilegedAllowList`.
-Without an `environment`, policies assume the strictest case (not dev).
+file) carries `environment`, `allowedRegions`, `runbookBaseUrl`, `runbooks` (the catalogued runbook
+names) and `privilegedAllowList`: everything a policy checks against, since the pack is installed
+alone and reads nothing outside its folder. Without an `environment`, policies assume the strictest
+case (not dev); without the others, the checks that need them narrow (see each policy).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ CONTEXT_SCHEMA = PolicyConfigSchema(properties={
     "environment": {"type": "string", "enum": ["dev", "staging", "prod"]},
     "allowedRegions": {"type": "array", "items": {"type": "string"}},
     "runbookBaseUrl": {"type": "string"},
+    "runbooks": {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
     "privilegedAllowList": {"type": "array", "items": {"type": "string"},
                             "default": ["kube-system/nvidia-device-plugin"]},
 })

@@ -15,6 +15,7 @@ from pulumi_policy import (
 from policies.common import CONTEXT_SCHEMA, outside_dev
 
 BUCKET = "aws:s3/bucket:Bucket"
+SSE_CONFIGURATION = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
 # A bucket holds artifacts, logs or snapshots unless its `llmops.io/holds` tag says otherwise.
 VERSIONED_PURPOSES = ("artifact", "log", "snapshot", "model", "registry", "evidence", "quarantine", "feature")
 
@@ -45,7 +46,7 @@ def _public_access_blocked(args: StackValidationArgs, report: ReportViolation) -
 
 
 def _sse_kms(args: StackValidationArgs, report: ReportViolation) -> None:
-    configs = _buckets_with(args, "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
+    configs = _buckets_with(args, SSE_CONFIGURATION)
     for bucket in _buckets(args):
         rules = (configs[bucket.urn].props.get("rules") or []) if bucket.urn in configs else []
         algorithms = {((r.get("applyServerSideEncryptionByDefault") or {}).get("sseAlgorithm")) for r in rules}
@@ -108,7 +109,8 @@ def _elasticache_encrypted(args: ResourceValidationArgs, report: ReportViolation
 
 def _kms_rotates(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if args.resource_type == "aws:kms/key:Key" and args.props.get("enableKeyRotation") is not True:
-        if str(args.props.get("customerMasterKeySpec", args.props.get("keySpec", "SYMMETRIC_DEFAULT"))) == "SYMMETRIC_DEFAULT":
+        spec = args.props.get("customerMasterKeySpec", args.props.get("keySpec", "SYMMETRIC_DEFAULT"))
+        if str(spec) == "SYMMETRIC_DEFAULT":
             report(f"KMS key {args.name} does not rotate; set enableKeyRotation: true.")
 
 
@@ -117,14 +119,16 @@ POLICIES = [
                           validate=_public_access_blocked, config_schema=CONTEXT_SCHEMA),
     StackValidationPolicy(name="s3-sse-kms", description="S3 buckets are encrypted with SSE-KMS.",
                           validate=_sse_kms, config_schema=CONTEXT_SCHEMA),
-    StackValidationPolicy(name="s3-versioning", description="S3 buckets holding artifacts, logs or snapshots are versioned.",
+    StackValidationPolicy(name="s3-versioning",
+                          description="S3 buckets holding artifacts, logs or snapshots are versioned.",
                           validate=_versioned, config_schema=CONTEXT_SCHEMA),
     ResourceValidationPolicy(name="s3-no-force-destroy", description="S3 buckets have no force-destroy outside dev.",
                              validate=_no_force_destroy, config_schema=CONTEXT_SCHEMA),
     ResourceValidationPolicy(name="rds-encrypted-private", description="Databases are encrypted and not public.",
                              validate=_rds_encrypted_private, config_schema=CONTEXT_SCHEMA),
     ResourceValidationPolicy(name="rds-protected",
-                             description="Databases outside dev have deletion protection and at least 7 days of backups.",
+                             description="Databases outside dev have deletion protection and at least 7 days "
+                                         "of backups.",
                              validate=_rds_protected, config_schema=CONTEXT_SCHEMA),
     ResourceValidationPolicy(name="elasticache-encrypted", description="Caches are encrypted at rest and in transit.",
                              validate=_elasticache_encrypted, config_schema=CONTEXT_SCHEMA),

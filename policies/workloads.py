@@ -120,11 +120,11 @@ def _non_root(args: ResourceValidationArgs, report: ReportViolation) -> None:
     pod = _workload(args)
     if pod is None or _allow_listed(args):
         return
-    pod_level = (pod.get("securityContext") or {}).get("runAsNonRoot")
+    pod_context = pod.get("securityContext") or {}
     for container in containers(pod):
         context = container.get("securityContext") or {}
-        effective = context.get("runAsNonRoot", pod_level)
-        if effective is not True or context.get("runAsUser") == 0 or (pod.get("securityContext") or {}).get("runAsUser") == 0:
+        effective = context.get("runAsNonRoot", pod_context.get("runAsNonRoot"))
+        if effective is not True or context.get("runAsUser") == 0 or pod_context.get("runAsUser") == 0:
             report(f"{object_ref(args.props)} container {container.get('name')} may run as root; set "
                    "runAsNonRoot: true (pod or container securityContext) and a non-zero runAsUser.")
 
@@ -177,7 +177,8 @@ def _disruption_budgets(args: StackValidationArgs, report: ReportViolation) -> N
         if not any(c.get("ports") for c in pod.get("containers") or []):
             continue  # not a serving Deployment
         namespace = (resource.props.get("metadata") or {}).get("namespace", "default")
-        template_labels = (((resource.props.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels") or {}
+        template = ((resource.props.get("spec") or {}).get("template") or {})
+        template_labels = (template.get("metadata") or {}).get("labels") or {}
         covered = any(
             (b.props.get("metadata") or {}).get("namespace", "default") == namespace
             and _same_cluster(b, resource)
@@ -201,7 +202,8 @@ POLICIES = [
         config_schema=CONTEXT_SCHEMA),
     ResourceValidationPolicy(
         name="k8s-gpu-requests",
-        description="nvidia.com/gpu limits equal requests, only on pods that tolerate the GPU taint and select a GPU pool.",
+        description="nvidia.com/gpu limits equal requests, only on pods that tolerate the GPU taint and select a "
+                    "GPU pool.",
         validate=_gpu_requests, config_schema=CONTEXT_SCHEMA),
     ResourceValidationPolicy(
         name="k8s-no-privilege", description="No privileged containers and no privilege escalation (allow-list aside).",

@@ -1,7 +1,6 @@
-"""Checks every alerting rule must pass: known metrics only, the required labels and annotations,
-and a runbook_url that names a catalogued runbook. Used by the tests and by the policy pack.
-
-Metric names are read with a real PromQL parser (promql-parser), not a regex.
+"""Checks every rule group we build must pass before it becomes a PrometheusRule (run by tests/alerting): known
+metrics only, read with a real PromQL parser (promql-parser), not a regex; a summary and a description on every
+alert; and the pack's own alert-runbooks check (policies/runbook_links.py), so both say the same thing.
 """
 
 from __future__ import annotations
@@ -12,8 +11,11 @@ from typing import Any
 
 import yaml
 
+from policies.runbook_links import alert_problems
+
 METRIC_CATALOG = Path(__file__).with_name("metrics.yaml")
-REQUIRED_ANNOTATIONS = ("summary", "description", "runbook_url")
+# runbook_url, and the severity label, are the alert-runbooks policy's to check.
+REQUIRED_ANNOTATIONS = ("summary", "description")
 
 
 def metric_catalog(path: Path = METRIC_CATALOG) -> dict[str, dict[str, Any]]:
@@ -47,7 +49,6 @@ def lint_groups(groups: Iterable[Mapping[str, Any]], *, known_metrics: Iterable[
                 runbook_base_url: str) -> list[str]:
     """Every problem found, one line each, naming the group and the alert or recording rule."""
     known, catalogued = set(known_metrics), set(runbooks)
-    base = runbook_base_url.rstrip("/") + "/"
     problems = []
     for group in groups:
         for rule in group["rules"]:
@@ -62,21 +63,7 @@ def lint_groups(groups: Iterable[Mapping[str, Any]], *, known_metrics: Iterable[
                 problems.append(f"{where}: uses metrics not in the metric catalog: {', '.join(unknown)}")
             if "alert" not in rule:
                 continue
-            if not rule.get("labels", {}).get("severity"):
-                problems.append(f"{where}: no severity label")
-            annotations = rule.get("annotations", {})
-            for annotation in REQUIRED_ANNOTATIONS:
-                if not annotations.get(annotation):
-                    problems.append(f"{where}: no {annotation} annotation")
-            url = annotations.get("runbook_url", "")
-            if url and not (url.startswith(base) and url[len(base):].removesuffix(".md") in catalogued
-                            and url.endswith(".md")):
-                problems.append(f"{where}: runbook_url {url} names no catalogued runbook page "
-                                f"(expected {base}<one of {', '.join(sorted(catalogued))}>.md)")
+            problems += alert_problems(group["name"], rule, runbooks=catalogued, runbook_base_url=runbook_base_url)
+            problems += [f"{where}: no {annotation} annotation" for annotation in REQUIRED_ANNOTATIONS
+                         if not rule.get("annotations", {}).get(annotation)]
     return problems
-
-
-def runbook_of(rule: Mapping[str, Any], runbook_base_url: str) -> str | None:
-    url = rule.get("annotations", {}).get("runbook_url", "")
-    base = runbook_base_url.rstrip("/") + "/"
-    return url[len(base):].removesuffix(".md") if url.startswith(base) else None

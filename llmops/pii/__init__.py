@@ -1,5 +1,4 @@
-"""Personal data and secrets in inference logs: detectors, a streaming scanner, a labelled corpus.
-
-Work in progress for the PII issue: the redactor, the `llmops pii` commands, the benchmark against
-Presidio and the pii-incident runbook build on these modules.
+"""Personal data and secrets in inference logs: detectors, a streaming scanner, a redactor, the metrics a scan
+pushes, and a labelled corpus -- one library behind `llmops pii`, the pii-incident runbook and
+scripts/bench_pii.py, so a finding means the same wherever it is made.
 """

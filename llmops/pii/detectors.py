@@ -136,8 +136,6 @@ def _start(extra: str = "", word: str = r"\w") -> str:
     return rf"(?:(?<![\\{word}{extra}])|(?<=\\[nrt]))"
 
 
-_END = rb"(?![\w@/-])"
-
 # A value ends where no word character follows -- nor a dot and a word character (a sixth part of a
 # dotted number); a dot then a space, a quote or the end is a sentence's full stop, not part of it.
 _STOP = r"(?!\w|\.\w)"

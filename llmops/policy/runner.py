@@ -5,7 +5,8 @@ and properties, `Analyze` for every resource, `AnalyzeStack` once with all of th
 dependencies and property dependencies resolved). We call the same servicer methods
 in-process, so enforcement levels, not-applicable results and the message format are the
 pack's own. The servicer is private API of pulumi-policy (pinned in pyproject.toml).
-Config merging is ours, as the CLI's is: schema defaults < the pack's levels < the given config.
+Config merging is ours, as the CLI's is: schema defaults < the pack's levels < the given config; and
+as the CLI does, each policy's settings are checked against its config schema before any policy runs.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import struct_pb2
+from jsonschema import Draft7Validator
 from pulumi.runtime import proto
 from pulumi_policy import EnforcementLevel
 from pulumi_policy.policy import _PolicyAnalyzerServicer
@@ -29,7 +31,7 @@ PACK_VERSION = "0.1.0"
 
 
 class PolicyConfigError(ValueError):
-    """The policy config names an unknown policy or level; the message says which."""
+    """The policy config names an unknown policy or level, or a setting of the wrong shape; the message says which."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,8 @@ def _struct(values: Mapping[str, Any]) -> struct_pb2.Struct:
     return struct
 
 
-def resolve_config(pack_config: Mapping[str, Any], source: str = "policy config") -> dict[str, tuple[EnforcementLevel, dict]]:
+def resolve_config(pack_config: Mapping[str, Any],
+                   source: str = "policy config") -> dict[str, tuple[EnforcementLevel, dict]]:
     """Each policy's enforcement level and properties from a CLI-format policy pack config:
     {"all": LEVEL, "<policy>": LEVEL | {"enforcementLevel": LEVEL, <property>: value, ...}}."""
     unknown = sorted(set(pack_config) - set(POLICY_NAMES) - {"all"})
@@ -71,8 +74,8 @@ def resolve_config(pack_config: Mapping[str, Any], source: str = "policy config"
     for policy in POLICIES:
         entry = pack_config.get(policy.name)
         chosen = default_level or policy.enforcement_level or DEFAULT_ENFORCEMENT
-        properties = {key: schema["default"] for key, schema in (policy.config_schema.properties if policy.config_schema else {}).items()
-                      if "default" in schema}
+        schemas = policy.config_schema.properties if policy.config_schema else {}
+        properties = {key: schema["default"] for key, schema in schemas.items() if "default" in schema}
         properties.update(shared)
         if isinstance(entry, str):
             chosen = level(entry, policy.name)
@@ -81,16 +84,33 @@ def resolve_config(pack_config: Mapping[str, Any], source: str = "policy config"
                 chosen = level(entry["enforcementLevel"], f"{policy.name}.enforcementLevel")
             properties.update({k: v for k, v in entry.items() if k != "enforcementLevel"})
         elif entry is not None:
-            raise PolicyConfigError(f"{source}: {policy.name} = {entry!r}: expected a level ({', '.join(LEVELS)}) or an object")
+            raise PolicyConfigError(f"{source}: {policy.name} = {entry!r}: expected a level ({', '.join(LEVELS)}) "
+                                    "or an object")
+        _check_settings(policy, properties, entry if isinstance(entry, dict) else {}, source)
         resolved[policy.name] = (chosen, properties)
     return resolved
+
+
+def _check_settings(policy: Any, properties: Mapping[str, Any], own: Mapping[str, Any], source: str) -> None:
+    """Refuse settings their policy's schema does not allow, naming the key where it was given (the policy's
+    entry, or `all`): a policy must never run on a value of the wrong shape."""
+    schema = policy.config_schema
+    if schema is None:
+        return
+    validator = Draft7Validator({"type": "object", "properties": schema.properties, "required": schema.required or []})
+    errors = sorted(validator.iter_errors(dict(properties)), key=lambda e: [str(part) for part in e.absolute_path])
+    if errors:
+        path = [str(part) for part in errors[0].absolute_path]
+        owner = policy.name if not path or path[0] in own else "all"
+        raise PolicyConfigError(f"{source}: {owner}.{'.'.join(path) or 'settings'}: {errors[0].message}")
 
 
 def _options(resource: PlannedResource) -> proto.AnalyzerResourceOptions:
     return proto.AnalyzerResourceOptions(parent=resource.parent)
 
 
-def _provider(plan_index: Mapping[str, PlannedResource], resource: PlannedResource) -> proto.AnalyzerProviderResource | None:
+def _provider(plan_index: Mapping[str, PlannedResource],
+              resource: PlannedResource) -> proto.AnalyzerProviderResource | None:
     provider = plan_index.get(resource.provider)
     if provider is None:
         return None
@@ -123,7 +143,8 @@ def check_plan(plan: Plan, pack_config: Mapping[str, Any], source: str = "policy
         proto.AnalyzerResource(
             type=r.type, properties=_struct(r.inputs), urn=r.urn, name=r.name, options=_options(r),
             provider=_provider(index, r), parent=r.parent, dependencies=list(r.dependencies),
-            propertyDependencies={k: proto.AnalyzerPropertyDependencies(urns=list(v)) for k, v in r.property_dependencies.items()})
+            propertyDependencies={k: proto.AnalyzerPropertyDependencies(urns=list(v))
+                                  for k, v in r.property_dependencies.items()})
         for r in plan.resources])
     diagnostics.extend(servicer.AnalyzeStack(stack_request, None).diagnostics)
 

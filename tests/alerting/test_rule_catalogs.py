@@ -8,9 +8,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from components.manifests.alert_rules import RUNBOOKS, RuleContext, SloSpec, rule_groups
-from components.manifests.rule_lint import lint_groups, metric_catalog, metric_names, runbook_of
+from components.manifests.rule_lint import lint_groups, metric_catalog, metric_names
+from llmops.policy.runner import check_plan
+from policies.runbook_links import linked_runbook
 from runbooks.catalog import load_catalog
 from tests.conftest import objects_of
+from tests.policies.builders import PlanBuilder
 
 SAMPLE = Path(__file__).resolve().parent.parent / "fixtures" / "vllm_metrics.prom"
 BASE = "https://github.com/example-org/llmops/blob/main/runbooks/pages"
@@ -42,7 +45,7 @@ def test_runbook_names_in_the_rules_are_the_catalog():
 def test_every_catalogued_runbook_is_reached_and_the_catalog_lists_exactly_its_alerts(plans, stack):
     reached: dict[str, set[str]] = {}
     for rule in alerts(stack_groups(plans[stack])):
-        reached.setdefault(runbook_of(rule, BASE), set()).add(rule["alert"])
+        reached.setdefault(linked_runbook(rule["annotations"]["runbook_url"], BASE), set()).add(rule["alert"])
     catalog = load_catalog()
     assert set(reached) == set(catalog), "every catalogued runbook is linked from at least one alert"
     for name, entry in catalog.items():
@@ -66,35 +69,58 @@ def _groups():
     return rule_groups([SloSpec("chat", 99.9, 95.0, 1.0, 30, 0.5)], _context())
 
 
-def _broken(alert_name, change):
+def _broken_groups(alert_name, change):
     groups = _groups()
     for group in groups:
         for rule in group["rules"]:
             if rule.get("alert") == alert_name:
                 change(rule)
+    return groups
+
+
+def _broken(alert_name, change):
+    groups = _broken_groups(alert_name, change)
     return lint_groups(groups, known_metrics=metric_catalog(), runbooks=load_catalog(), runbook_base_url=BASE)
 
 
 def test_a_wrong_metric_name_fails_naming_the_alert():
-    problems = _broken("VllmKvCacheSaturated", lambda r: r.update(expr=r["expr"].replace("kv_cache_usage_perc", "gpu_cache_usage_perc")))
+    problems = _broken("VllmKvCacheSaturated",
+                       lambda r: r.update(expr=r["expr"].replace("kv_cache_usage_perc", "gpu_cache_usage_perc")))
     assert problems == ["group llmops-serving, alert VllmKvCacheSaturated: uses metrics not in the metric catalog: "
                         "vllm:gpu_cache_usage_perc"]
 
 
 def test_a_missing_runbook_url_fails_naming_the_alert():
     problems = _broken("GpuXidErrors", lambda r: r["annotations"].pop("runbook_url"))
-    assert problems == ["group llmops-gpu, alert GpuXidErrors: no runbook_url annotation"]
+    assert problems == ["group llmops-gpu, alert GpuXidErrors: no runbook_url annotation; link the runbook on-call "
+                        "should follow."]
 
 
 def test_a_runbook_link_to_nothing_fails_naming_the_alert():
     problems = _broken("RetrievalIndexStale", lambda r: r["annotations"].update(runbook_url=f"{BASE}/reindx.md"))
     assert problems == [f"group llmops-data, alert RetrievalIndexStale: runbook_url {BASE}/reindx.md names no "
-                        f"catalogued runbook page (expected {BASE}/<one of failover, pii-incident, reindex, rollback>.md)"]
+                        f"catalogued runbook page; use {BASE}/<failover|pii-incident|reindex|rollback>.md."]
 
 
 def test_a_missing_severity_fails_naming_the_alert():
     problems = _broken("PiiDetectedInLogs", lambda r: r["labels"].pop("severity"))
-    assert problems == ["group llmops-data, alert PiiDetectedInLogs: no severity label"]
+    assert problems == ["group llmops-data, alert PiiDetectedInLogs: no severity label; add labels.severity "
+                        "(page or ticket)."]
+
+
+def test_the_lint_and_the_policy_pack_report_a_bad_alert_in_the_same_words():
+    def unlinked(rule):
+        rule["labels"].pop("severity")
+        rule["annotations"]["runbook_url"] = f"{BASE}/reindx.md"
+
+    groups = _broken_groups("RetrievalIndexStale", unlinked)
+    lint = lint_groups(groups, known_metrics=metric_catalog(), runbooks=load_catalog(), runbook_base_url=BASE)
+    plan = PlanBuilder()
+    plan.add("kubernetes:monitoring.coreos.com/v1:PrometheusRule", "alerts",
+             {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule", "spec": {"groups": groups}})
+    config = {"alert-runbooks": {"runbookBaseUrl": BASE, "runbooks": sorted(load_catalog())}}
+    pack = [v.message for v in check_plan(plan.plan(), config) if v.policy == "alert-runbooks"]
+    assert len(lint) == 2 and pack == [f"PrometheusRule alerts, {problem}" for problem in lint]
 
 
 def test_rules_never_read_metrics_vllm_removed():

@@ -16,8 +16,9 @@ from tests.policies.builders import PlanBuilder
 
 DIGEST = "repo/app@sha256:" + "a" * 64
 LABELS = {"owner": "ml-platform", "cost-center": "cc-1", "environment": "prod"}
-CONTEXT = {"environment": "prod", "allowedRegions": ["us-east-1", "us-west-2"],
-           "runbookBaseUrl": "https://runbooks.example.com/llmops"}
+RUNBOOK_BASE = "https://runbooks.example.com/llmops"
+CONTEXT = {"environment": "prod", "allowedRegions": ["us-east-1", "us-west-2"], "runbookBaseUrl": RUNBOOK_BASE,
+           "runbooks": ["failover", "pii-incident", "reindex", "rollback"]}
 
 
 def container(**overrides):
@@ -72,7 +73,8 @@ def bucket_set(b: PlanBuilder, name, *, provider="", public=False, kms=True, ver
           provider=provider, depends={"bucket": name})
     if versioned:
         b.add("aws:s3/bucketVersioning:BucketVersioning", f"{name}-versioning",
-              {"bucket": name, "versioningConfiguration": {"status": "Enabled"}}, provider=provider, depends={"bucket": name})
+              {"bucket": name, "versioningConfiguration": {"status": "Enabled"}}, provider=provider,
+              depends={"bucket": name})
 
 
 def k8s(b: PlanBuilder, type_, obj, provider=""):
@@ -162,7 +164,8 @@ def case_labels(bad):
 
 def node_group(name, *, tainted=True, max_size=2, instance="g6.xlarge", pool="l4", cluster="c1"):
     inputs = {"amiType": "AL2023_x86_64_NVIDIA", "instanceTypes": [instance], "clusterName": cluster,
-              "labels": {"llmops.io/pool": pool}, "scalingConfig": {"minSize": 0, "desiredSize": 1, "maxSize": max_size}}
+              "labels": {"llmops.io/pool": pool},
+              "scalingConfig": {"minSize": 0, "desiredSize": 1, "maxSize": max_size}}
     if tainted:
         inputs["taints"] = [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
     return inputs
@@ -171,7 +174,8 @@ def node_group(name, *, tainted=True, max_size=2, instance="g6.xlarge", pool="l4
 def case_gpu_taint(bad):
     b = PlanBuilder()
     b.add("aws:eks/nodeGroup:NodeGroup", "gpu", node_group("gpu", tainted=not bad))
-    b.add("aws:eks/nodeGroup:NodeGroup", "system", {"amiType": "AL2023_x86_64_STANDARD", "instanceTypes": ["m7i.large"]})
+    b.add("aws:eks/nodeGroup:NodeGroup", "system",
+          {"amiType": "AL2023_x86_64_STANDARD", "instanceTypes": ["m7i.large"]})
     return b
 
 
@@ -244,7 +248,9 @@ def case_kms(bad):
 
 def case_eks_endpoint(bad):
     b = PlanBuilder()
-    vpc = {"endpointPublicAccess": True} if bad else {"endpointPublicAccess": True, "publicAccessCidrs": ["203.0.113.0/24"]}
+    vpc = {"endpointPublicAccess": True}
+    if not bad:
+        vpc["publicAccessCidrs"] = ["203.0.113.0/24"]
     b.add("aws:eks/cluster:Cluster", "eks", {"vpcConfig": vpc, "encryptionConfig": {"resources": ["secrets"],
                                                                                      "provider": {"keyArn": "arn:k"}}})
     return b
@@ -261,20 +267,24 @@ def case_iam(bad):
     b = PlanBuilder()
     statement = {"Effect": "Allow", "Action": "s3:*", "Resource": "*"} if bad else \
         {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "arn:aws:s3:::artifacts/*"}
-    b.add("aws:iam/rolePolicy:RolePolicy", "policy", {"policy": json.dumps({"Version": "2012-10-17", "Statement": [statement]})})
+    document = {"Version": "2012-10-17", "Statement": [statement]}
+    b.add("aws:iam/rolePolicy:RolePolicy", "policy", {"policy": json.dumps(document)})
+    return b
+
+
+def alert_rule(url, severity="page"):
+    b = PlanBuilder()
+    rule = {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+            "metadata": {"name": "alerts", "namespace": "monitoring", "labels": LABELS},
+            "spec": {"groups": [{"name": "g", "rules": [
+                {"alert": "A", "expr": "up == 0", "labels": {"severity": severity} if severity else {},
+                 "annotations": {"summary": "s", "description": "d", "runbook_url": url}}]}]}}
+    k8s(b, "kubernetes:monitoring.coreos.com/v1:PrometheusRule", rule)
     return b
 
 
 def case_alerts(bad):
-    b = PlanBuilder()
-    url = "https://runbooks.example.com/llmops/" + ("restart-everything.md" if bad else "rollback.md")
-    rule = {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
-            "metadata": {"name": "alerts", "namespace": "monitoring", "labels": LABELS},
-            "spec": {"groups": [{"name": "g", "rules": [
-                {"alert": "A", "expr": "up == 0", "labels": {"severity": "page"},
-                 "annotations": {"summary": "s", "description": "d", "runbook_url": url}}]}]}}
-    k8s(b, "kubernetes:monitoring.coreos.com/v1:PrometheusRule", rule)
-    return b
+    return alert_rule(f"{RUNBOOK_BASE}/" + ("restart-everything.md" if bad else "rollback.md"))
 
 
 def case_prod_failover(bad):
@@ -282,9 +292,11 @@ def case_prod_failover(bad):
     regions = ["us-east-1"] if bad else ["us-east-1", "us-west-2"]
     for region in regions:
         b.aws_provider(f"aws-{region}", region)
-        b.add("aws:route53/healthCheck:HealthCheck", f"hc-{region}", {"type": "HTTPS", "tags": {"llmops.io/region": region}})
-        b.add("aws:route53/record:Record", f"record-{region}", {"setIdentifier": region, "healthCheckId": f"hc-{region}",
-                                                               "failoverRoutingPolicies": [{"type": "PRIMARY"}]})
+        b.add("aws:route53/healthCheck:HealthCheck", f"hc-{region}",
+              {"type": "HTTPS", "tags": {"llmops.io/region": region}})
+        b.add("aws:route53/record:Record", f"record-{region}",
+              {"setIdentifier": region, "healthCheckId": f"hc-{region}",
+               "failoverRoutingPolicies": [{"type": "PRIMARY"}]})
     return b
 
 
@@ -372,3 +384,35 @@ def test_a_deployment_with_default_strategy_surges_25_percent():
     b.resources.pop()
     k8s(b, DEPLOYMENT, body, provider=b.resources[-1].urn)
     assert violations_of("gpu-rollout-within-pool", b)
+
+
+def alert_messages(url, context=CONTEXT, **rule):
+    return [v.message for v in violations_of("alert-runbooks", alert_rule(url, **rule), context)]
+
+
+def test_a_runbook_link_to_no_configured_runbook_names_the_ones_there_are():
+    assert alert_messages(f"{RUNBOOK_BASE}/restart-everything.md") == [
+        f"PrometheusRule alerts, group g, alert A: runbook_url {RUNBOOK_BASE}/restart-everything.md names no "
+        f"catalogued runbook page; use {RUNBOOK_BASE}/<failover|pii-incident|reindex|rollback>.md."]
+    assert alert_messages(f"{RUNBOOK_BASE}/rollback.md", severity=None) == [
+        "PrometheusRule alerts, group g, alert A: no severity label; add labels.severity (page or ticket)."]
+
+
+def test_without_runbook_names_in_the_config_only_the_links_shape_is_checked():
+    """A pack run with no `runbooks` cannot know the catalogue: any page under the base URL passes, nothing else."""
+    no_names = {key: value for key, value in CONTEXT.items() if key != "runbooks"}
+    assert alert_messages(f"{RUNBOOK_BASE}/restart-everything.md", no_names) == []
+    for url in (f"{RUNBOOK_BASE}/", f"{RUNBOOK_BASE}/pages/rollback.md", "https://wiki.example.com/llmops/rollback.md",
+                f"{RUNBOOK_BASE}/rollback.html", f"{RUNBOOK_BASE}/rollback.md#verify"):
+        assert alert_messages(url, no_names) == [
+            f"PrometheusRule alerts, group g, alert A: runbook_url {url} is not a runbook page; "
+            f"use {RUNBOOK_BASE}/<runbook>.md."], url
+
+
+def test_with_no_config_at_all_any_http_page_passes_and_severity_is_still_required():
+    assert alert_messages("https://wiki.example.com/oncall/rollback.md", {}) == []
+    assert alert_messages("rollback.md", {}) == [
+        "PrometheusRule alerts, group g, alert A: runbook_url rollback.md is not a runbook page; "
+        "use <runbookBaseUrl>/<runbook>.md."]
+    assert alert_messages("https://wiki.example.com/oncall/rollback.md", {}, severity="") == [
+        "PrometheusRule alerts, group g, alert A: no severity label; add labels.severity (page or ticket)."]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,10 +15,11 @@ from pulumi.runtime import proto
 from pulumi.runtime.proto import analyzer_pb2_grpc
 
 from llmops.cli import main
+from llmops.offline.project import load_stack
 from llmops.policy.runner import check_plan, resolve_config
 from llmops.policy.settings import pack_config_for_stack
-from llmops.offline.project import load_stack
 from policies.pack import POLICY_NAMES
+from runbooks.catalog import load_catalog
 
 ROOT = Path(__file__).resolve().parents[2]
 INSECURE = ROOT / "tests" / "fixtures" / "programs" / "insecure"
@@ -29,17 +31,15 @@ def run_json(capsys, *args):
 
 
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
-def test_our_stacks_have_no_mandatory_violation(plans, project, stack):
-    violations = check_plan(plans[stack], pack_config_for_stack(load_stack(project, stack)))
-    assert [v for v in violations if v.enforcement == "mandatory"] == []
-    accepted = {("prod", "prod-multi-region-failover")}  # advisory until RegionalFailover lands (README)
-    assert {(v.stack, v.policy) for v in violations} <= accepted
+def test_our_stacks_have_no_violation(plans, project, stack):
+    # RegionalFailover declares what prod-multi-region-failover asks for: no advisory finding is left either.
+    assert check_plan(plans[stack], pack_config_for_stack(load_stack(project, stack))) == []
 
 
 def test_cli_passes_our_stacks(capsys):
     code, violations = run_json(capsys)
     assert code == 0
-    assert {v["enforcement"] for v in violations} <= {"advisory"}
+    assert violations == []
 
 
 def test_the_insecure_program_gets_exactly_its_five_violations(capsys):
@@ -58,7 +58,8 @@ def test_the_insecure_program_gets_exactly_its_five_violations(capsys):
 
 def test_a_policy_config_file_can_relax_a_policy(capsys, tmp_path):
     config = tmp_path / "policy.json"
-    config.write_text(json.dumps({"all": "mandatory", "k8s-image-digest": "advisory", "rds-encrypted-private": "disabled"}))
+    config.write_text(json.dumps({"all": "mandatory", "k8s-image-digest": "advisory",
+                                  "rds-encrypted-private": "disabled"}))
     code, violations = run_json(capsys, "--program", str(INSECURE), "--policy-config", str(config))
     assert code == 1
     levels = {v["policy"]: v["enforcement"] for v in violations}
@@ -116,13 +117,29 @@ def test_policy_config_prints_what_the_cli_takes(capsys):
     resolved = resolve_config(config)
     assert resolved["prod-multi-region-failover"][0].value == "mandatory"
     assert resolved["k8s-image-digest"][1]["environment"] == "prod"
+    # The pack reads no catalogue of its own: `pulumi preview --policy-pack-config` hands it the names.
+    assert config["alert-runbooks"]["runbooks"] == sorted(load_catalog())
+
+
+def test_a_policy_setting_of_the_wrong_shape_is_refused_naming_the_key(capsys, tmp_path):
+    config = tmp_path / "policy.json"
+    config.write_text(json.dumps({"alert-runbooks": {"runbooks": "rollback"}}))
+    assert policy_check_refusal(capsys, config) == (
+        f"{config}: alert-runbooks.runbooks: 'rollback' is not of type 'array'")
+    config.write_text(json.dumps({"all": {"runbooks": []}}))
+    assert policy_check_refusal(capsys, config) == f"{config}: all.runbooks: [] should be non-empty"
+    config.write_text(json.dumps({"data-residency": {"environment": "qa"}}))
+    assert policy_check_refusal(capsys, config) == (
+        f"{config}: data-residency.environment: 'qa' is not one of ['dev', 'staging', 'prod']")
 
 
 @pytest.fixture
 def served_pack():
     """The pack as the Pulumi CLI runs it: `python policies/__main__.py` prints its port and serves gRPC."""
+    # Unbuffered: the pack writes its port without a flush, and this must not depend on the caller's environment.
     process = subprocess.Popen([sys.executable, str(ROOT / "policies" / "__main__.py")], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, cwd=ROOT / "policies")
+                               stderr=subprocess.PIPE, cwd=ROOT / "policies",
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         port = process.stdout.readline().decode().strip()
         assert port.isdigit(), process.stderr.read().decode()
@@ -141,7 +158,8 @@ def test_the_served_pack_gives_the_same_verdict_as_the_offline_check(served_pack
     served_pack.Configure(proto.ConfigureAnalyzerRequest(policyConfig={
         name: proto.PolicyConfig(enforcementLevel=proto.MANDATORY) for name in POLICY_NAMES}))
     deployment = {"apiVersion": "apps/v1", "kind": "Deployment",
-                  "metadata": {"name": "exporter", "namespace": "jobs", "labels": {"owner": "o", "cost-center": "c", "environment": "e"}},
+                  "metadata": {"name": "exporter", "namespace": "jobs",
+                               "labels": {"owner": "o", "cost-center": "c", "environment": "e"}},
                   "spec": {"template": {"spec": {"containers": [{"name": "exporter", "image": "nginx:1.27"}]}}}}
     properties = struct_pb2.Struct()
     properties.update(deployment)
@@ -156,7 +174,8 @@ def test_the_served_pack_gives_the_same_verdict_as_the_offline_check(served_pack
     builder.add("kubernetes:apps/v1:Deployment", "exporter", deployment)
     offline = sorted((v.policy, v.message) for v in check_plan(builder.plan(), {"all": "mandatory"})
                      if v.policy in {p for p, _ in served})
-    assert [p for p, _ in served] == ["k8s-image-digest", "k8s-no-privilege", "k8s-resource-limits", "k8s-run-as-non-root"]
+    assert [p for p, _ in served] == ["k8s-image-digest", "k8s-no-privilege", "k8s-resource-limits",
+                                      "k8s-run-as-non-root"]
     descriptions = {p.name: p.description for p in info.policies}
     assert [(p, m.removeprefix(descriptions[p] + "\n")) for p, m in served] == offline
 
@@ -172,7 +191,8 @@ def policy_check_refusal(capsys, config_file) -> str:
 def test_a_policy_config_that_is_not_utf8_names_the_file_and_line(capsys, tmp_path):
     config = tmp_path / "policy.json"
     config.write_bytes(b'{\n  "all": "mandatory",\n  "k8s-image-digest": "adv\xe9sory"\n}\n')
-    assert policy_check_refusal(capsys, config) == f"{config}: line 3, column 27: not UTF-8 (byte 0xe9); expected UTF-8 text (JSON)"
+    assert policy_check_refusal(capsys, config) == (
+        f"{config}: line 3, column 27: not UTF-8 (byte 0xe9); expected UTF-8 text (JSON)")
 
 
 def test_invalid_json_names_the_file_line_and_column(capsys, tmp_path):
