@@ -10,6 +10,7 @@ from pathlib import Path
 # modules' `policies.*` imports resolve here without putting the folder's parent (and all it holds) on sys.path.
 HERE = Path(__file__).resolve().parent
 _spec = importlib.util.spec_from_file_location("policies", HERE / "__init__.py", submodule_search_locations=[str(HERE)])
+assert _spec is not None and _spec.loader is not None  # a file path always gives both
 sys.modules["policies"] = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(sys.modules["policies"])
 

@@ -22,7 +22,7 @@ def _alerts_link_runbooks(args: ResourceValidationArgs, report: ReportViolation)
                 # No names (or an empty list, which the schema refuses): check the link's shape only.
                 for problem in alert_problems(group.get("name", "?"), rule, runbooks=settings.get("runbooks") or None,
                                               runbook_base_url=settings.get("runbookBaseUrl")):
-                    report(f"PrometheusRule {args.name}, {problem}")
+                    report(f"PrometheusRule {args.name}, {problem}", None)
 
 
 POLICIES = [

@@ -75,43 +75,43 @@ def _versioned(args: StackValidationArgs, report: ReportViolation) -> None:
 def _no_force_destroy(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if args.resource_type == BUCKET and args.props.get("forceDestroy") and outside_dev(args):
         report(f"bucket {args.name} has forceDestroy outside dev; remove it so `pulumi destroy` cannot delete "
-               "its objects.")
+               "its objects.", None)
 
 
 def _rds_encrypted_private(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if args.resource_type not in ("aws:rds/instance:Instance", "aws:rds/cluster:Cluster"):
         return
     if args.props.get("storageEncrypted") is not True:
-        report(f"database {args.name} is not encrypted at rest; set storageEncrypted: true (with a KMS key).")
+        report(f"database {args.name} is not encrypted at rest; set storageEncrypted: true (with a KMS key).", None)
     if args.props.get("publiclyAccessible"):
-        report(f"database {args.name} is publicly accessible; set publiclyAccessible: false.")
+        report(f"database {args.name} is publicly accessible; set publiclyAccessible: false.", None)
 
 
 def _rds_protected(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if args.resource_type not in ("aws:rds/instance:Instance", "aws:rds/cluster:Cluster") or not outside_dev(args):
         return
     if args.props.get("deletionProtection") is not True:
-        report(f"database {args.name} has no deletion protection; set deletionProtection: true outside dev.")
+        report(f"database {args.name} has no deletion protection; set deletionProtection: true outside dev.", None)
     if float(args.props.get("backupRetentionPeriod") or 0) < 7:
         report(f"database {args.name} keeps backups {args.props.get('backupRetentionPeriod', 0)} day(s); keep at "
-               "least 7 outside dev (backupRetentionPeriod).")
+               "least 7 outside dev (backupRetentionPeriod).", None)
 
 
 def _elasticache_encrypted(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if args.resource_type != "aws:elasticache/replicationGroup:ReplicationGroup":
         return
     if args.props.get("atRestEncryptionEnabled") is not True:
-        report(f"cache {args.name} is not encrypted at rest; set atRestEncryptionEnabled: true.")
+        report(f"cache {args.name} is not encrypted at rest; set atRestEncryptionEnabled: true.", None)
     if args.props.get("transitEncryptionEnabled") is not True:
         report(f"cache {args.name} is not encrypted in transit; set transitEncryptionEnabled: true "
-               "(and transitEncryptionMode: required).")
+               "(and transitEncryptionMode: required).", None)
 
 
 def _kms_rotates(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if args.resource_type == "aws:kms/key:Key" and args.props.get("enableKeyRotation") is not True:
         spec = args.props.get("customerMasterKeySpec", args.props.get("keySpec", "SYMMETRIC_DEFAULT"))
         if str(spec) == "SYMMETRIC_DEFAULT":
-            report(f"KMS key {args.name} does not rotate; set enableKeyRotation: true.")
+            report(f"KMS key {args.name} does not rotate; set enableKeyRotation: true.", None)
 
 
 POLICIES = [

@@ -43,7 +43,7 @@ def _tainted(args: ResourceValidationArgs, report: ReportViolation) -> None:
     taints = args.props.get("taints") or []
     if not any(t.get("key") == GPU_TAINT_KEY and t.get("effect") == "NO_SCHEDULE" for t in taints):
         report(f"GPU node group {args.name} has no {GPU_TAINT_KEY} NO_SCHEDULE taint; add it so only pods that "
-               "ask for GPUs are placed on these nodes.")
+               "ask for GPUs are placed on these nodes.", None)
 
 
 def _cluster_of_provider(provider: Any) -> str | None:
@@ -107,12 +107,12 @@ def _rollouts_fit(args: StackValidationArgs, report: ReportViolation) -> None:
         total = sum(n for _, n in needs)
         if capacity is None:
             report(f"cluster {cluster}: Deployments {', '.join(d for d, _ in needs)} select GPU pool {pool!r}, "
-                   "which no GPU node group in the stack provides.")
+                   "which no GPU node group in the stack provides.", None)
         elif total > capacity:
             detail = ", ".join(f"{d} {n}" for d, n in needs)
             report(f"cluster {cluster}, pool {pool!r}: at their replica ceilings and mid-rollout the Deployments need "
                    f"{total} GPUs ({detail}) but the pool holds at most {capacity}; lower maxSurge to 0 or raise the "
-                   "pool's maxSize.")
+                   "pool's maxSize.", None)
 
 
 POLICIES = [

@@ -28,7 +28,7 @@ def _eks_endpoint(args: ResourceValidationArgs, report: ReportViolation) -> None
     open_to_all = [c for c in cidrs if ipaddress.ip_network(c, strict=False).prefixlen == 0]
     if open_to_all:
         report(f"cluster {args.name}: the API endpoint is public to {', '.join(open_to_all)}; set "
-               "vpcConfig.endpointPublicAccess: false, or list the allowed CIDRs in publicAccessCidrs.")
+               "vpcConfig.endpointPublicAccess: false, or list the allowed CIDRs in publicAccessCidrs.", None)
 
 
 def _eks_secrets(args: ResourceValidationArgs, report: ReportViolation) -> None:
@@ -37,7 +37,7 @@ def _eks_secrets(args: ResourceValidationArgs, report: ReportViolation) -> None:
     encryption = args.props.get("encryptionConfig") or {}
     if "secrets" not in (encryption.get("resources") or []) or not (encryption.get("provider") or {}).get("keyArn"):
         report(f"cluster {args.name} does not envelope-encrypt Kubernetes secrets; set encryptionConfig with "
-               "resources [secrets] and a KMS key ARN.")
+               "resources [secrets] and a KMS key ARN.", None)
 
 
 def _no_wildcards(args: ResourceValidationArgs, report: ReportViolation) -> None:
@@ -54,9 +54,9 @@ def _no_wildcards(args: ResourceValidationArgs, report: ReportViolation) -> None
         resources = as_list(statement.get("Resource"))
         where = f"{args.name} statement {statement.get('Sid') or index}"
         if any(action == "*" or action.endswith(":*") for action in actions):
-            report(f"{where} allows wildcard actions {actions}; list the actions the role needs.")
+            report(f"{where} allows wildcard actions {actions}; list the actions the role needs.", None)
         if any(str(a).startswith("s3:") for a in actions) and any(r in ("*", "arn:aws:s3:::*") for r in resources):
-            report(f"{where} grants S3 actions on every bucket ({resources}); name the bucket ARNs.")
+            report(f"{where} grants S3 actions on every bucket ({resources}); name the bucket ARNs.", None)
 
 
 POLICIES = [

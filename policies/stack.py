@@ -35,7 +35,7 @@ def _prod_failover(args: StackValidationArgs, report: ReportViolation) -> None:
     regions = _regions(args)
     if len(regions) < 2:
         report(f"prod runs in {len(regions)} region(s) ({', '.join(sorted(regions)) or 'none'}); add a secondary "
-               "region so a regional outage is not a product outage.")
+               "region so a regional outage is not a product outage.", None)
     checks = [r for r in args.resources if r.resource_type == "aws:route53/healthCheck:HealthCheck"]
     records = [r for r in args.resources if r.resource_type == "aws:route53/record:Record"
                and (r.props.get("failoverRoutingPolicies") or r.props.get("latencyRoutingPolicies"))]
@@ -44,10 +44,10 @@ def _prod_failover(args: StackValidationArgs, report: ReportViolation) -> None:
         has_record = any(r.props.get("setIdentifier") == region and r.props.get("healthCheckId") for r in records)
         if not has_check:
             report(f"region {region} has no Route53 health check (tagged llmops.io/region={region}); add one on its "
-                   "inference endpoint.")
+                   "inference endpoint.", None)
         if not has_record:
             report(f"region {region} has no failover or latency record (setIdentifier {region}) evaluating a health "
-                   "check; add one so DNS can route around it.")
+                   "check; add one so DNS can route around it.", None)
 
 
 def _residency(args: StackValidationArgs, report: ReportViolation) -> None:

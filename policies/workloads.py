@@ -47,7 +47,7 @@ def _image_digest(args: ResourceValidationArgs, report: ReportViolation) -> None
         image = container.get("image", "")
         if not DIGEST.search(image):
             report(f"{object_ref(args.props)} container {container.get('name')}: image {image!r} is not pinned; "
-                   "use REPOSITORY[:TAG]@sha256:<digest> so what runs cannot change under the same name.")
+                   "use REPOSITORY[:TAG]@sha256:<digest> so what runs cannot change under the same name.", None)
 
 
 def _limits(args: ResourceValidationArgs, report: ReportViolation) -> None:
@@ -59,7 +59,7 @@ def _limits(args: ResourceValidationArgs, report: ReportViolation) -> None:
         missing = [r for r in ("cpu", "memory") if r not in limits]
         if missing:
             report(f"{object_ref(args.props)} container {container.get('name')}: no {' or '.join(missing)} limit; "
-                   "set resources.limits.cpu and resources.limits.memory.")
+                   "set resources.limits.cpu and resources.limits.memory.", None)
 
 
 def _tolerates_gpu_taint(pod: Any) -> bool:
@@ -91,10 +91,10 @@ def _gpu_requests(args: ResourceValidationArgs, report: ReportViolation) -> None
         wants_gpu = True
         if limit is None or (request is not None and quantity(request) != quantity(limit)):
             report(f"{object_ref(args.props)} container {container.get('name')}: {GPU_RESOURCE} request {request} "
-                   f"and limit {limit} differ; GPUs cannot be overcommitted, set both to the same count.")
+                   f"and limit {limit} differ; GPUs cannot be overcommitted, set both to the same count.", None)
     if wants_gpu and not (_tolerates_gpu_taint(pod) and _selects_gpu_pool(pod)):
         report(f"{object_ref(args.props)} requests GPUs but does not both tolerate the {GPU_TAINT_KEY} taint and "
-               f"select a GPU pool ({' or '.join(GPU_POOL_SELECTORS)}); add the toleration and a nodeSelector.")
+               f"select a GPU pool ({' or '.join(GPU_POOL_SELECTORS)}); add the toleration and a nodeSelector.", None)
 
 
 def _allow_listed(args: ResourceValidationArgs) -> bool:
@@ -110,10 +110,10 @@ def _no_privilege(args: ResourceValidationArgs, report: ReportViolation) -> None
         context = container.get("securityContext") or {}
         if context.get("privileged"):
             report(f"{object_ref(args.props)} container {container.get('name')} is privileged; remove "
-                   "securityContext.privileged (only allow-listed system agents may have it).")
+                   "securityContext.privileged (only allow-listed system agents may have it).", None)
         if context.get("allowPrivilegeEscalation") is not False:
             report(f"{object_ref(args.props)} container {container.get('name')}: set "
-                   "securityContext.allowPrivilegeEscalation to false.")
+                   "securityContext.allowPrivilegeEscalation to false.", None)
 
 
 def _non_root(args: ResourceValidationArgs, report: ReportViolation) -> None:
@@ -126,7 +126,7 @@ def _non_root(args: ResourceValidationArgs, report: ReportViolation) -> None:
         effective = context.get("runAsNonRoot", pod_context.get("runAsNonRoot"))
         if effective is not True or context.get("runAsUser") == 0 or pod_context.get("runAsUser") == 0:
             report(f"{object_ref(args.props)} container {container.get('name')} may run as root; set "
-                   "runAsNonRoot: true (pod or container securityContext) and a non-zero runAsUser.")
+                   "runAsNonRoot: true (pod or container securityContext) and a non-zero runAsUser.", None)
 
 
 def _is_serving(args: ResourceValidationArgs) -> bool:
@@ -147,7 +147,7 @@ def _probes(args: ResourceValidationArgs, report: ReportViolation) -> None:
         missing = [p for p in ("readinessProbe", "livenessProbe") if not container.get(p)]
         if missing:
             report(f"{object_ref(args.props)} container {container.get('name')} serves traffic without "
-                   f"{' and '.join(missing)}; add them so traffic only reaches ready pods and hung ones restart.")
+                   f"{' and '.join(missing)}; add them so traffic only reaches ready pods and hung ones restart.", None)
 
 
 def _labels(args: ResourceValidationArgs, report: ReportViolation) -> None:
@@ -160,7 +160,7 @@ def _labels(args: ResourceValidationArgs, report: ReportViolation) -> None:
         missing.append(MODEL_LABEL)
     if missing:
         report(f"{args.props.get('kind', args.resource_type)} {object_ref(args.props)} lacks label(s) "
-               f"{', '.join(missing)}; cost reports and policies route by them.")
+               f"{', '.join(missing)}; cost reports and policies route by them.", None)
 
 
 def _selector_matches(selector: Any, labels: dict) -> bool:

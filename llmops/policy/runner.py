@@ -153,8 +153,8 @@ def check_plan(plan: Plan, pack_config: Mapping[str, Any], source: str = "policy
         message = diagnostic.message
         if message.startswith(diagnostic.description + "\n"):
             message = message[len(diagnostic.description) + 1:]
-        resource = index.get(diagnostic.urn)
+        flagged = index.get(diagnostic.urn)
         violations.append(Violation(stack=plan.stack, policy=diagnostic.policyName,
                                     enforcement=_PROTO_LEVEL[diagnostic.enforcementLevel], urn=diagnostic.urn,
-                                    name=resource.name if resource else "", message=message))
+                                    name=flagged.name if flagged else "", message=message))
     return sorted(violations, key=lambda v: (v.enforcement != "mandatory", v.policy, v.urn, v.message))
