@@ -226,12 +226,13 @@ def test_deny_writes_stops_writers_exempts_the_runbook_and_is_lifted_exactly(aws
 
     from runbooks.adapters.s3_objects import S3Objects
     from runbooks.engine import RunContext
-    from runbooks.pii_incident import _contained, _lift
+    from runbooks.pii_incident import Backends, Facts, _contained, _lift
 
     (run_id,) = world.run_ids()
     facts = next(e for e in world.journal(run_id) if e["event"] == "run_started")["facts"]
-    ctx = RunContext("pii-incident", "incident", {"incident": "INC-2041"}, None,
-                     type("B", (), {"objects": S3Objects(world.s3, None)})(), facts=facts)
+    # The runbook's own lift step, against the real bucket, with the facts the run journaled.
+    backends = Backends(targets=None, objects=S3Objects(world.s3, None), topic=None)  # type: ignore[arg-type]
+    ctx = RunContext("pii-incident", "incident", {"incident": "INC-2041"}, backends, Facts(**facts))
     assert _contained(ctx)
     _lift(ctx)
     assert not _contained(ctx) and world.policy_sids() == ["AllowAnalyticsRead"]
