@@ -15,6 +15,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 RELEASE_ID_LENGTH = 16
+# Tags the release pipeline writes on a registry version: its release manifest (these parts, as JSON), and that it
+# passed validation. The rollback runbook chooses known-good versions by them.
+RELEASE_TAG = "llmops.release"
+VALIDATED_TAG, VALIDATED_VALUE = "validation_status", "passed"
 
 
 def fingerprint(parts: Mapping[str, Any], length: int = RELEASE_ID_LENGTH) -> str:

@@ -1,5 +1,3 @@
-"""Executable runbooks for on-call: the engine, the backend adapters and the procedures themselves.
-
-Empty until the runbook engine lands; the folder exists so the layout is the one the
-project is meant to have.
-"""
+"""Executable runbooks for on-call: the engine (`engine/`), the procedures themselves (rollback, failover,
+reindex, pii-incident), the ports they reach the world through (`ports.py`) and the adapters that implement
+those ports against real backends (`adapters/`)."""

@@ -32,7 +32,7 @@ from components.manifests.route import (
     weights_with_canary,
 )
 from components.manifests.vllm import RELEASE_ANNOTATION, RELEASE_LABEL, RELEASE_PARTS_ANNOTATION, VERSION_LABEL, model_dir
-from components.release import ReleaseParts
+from components.release import RELEASE_TAG, VALIDATED_TAG, VALIDATED_VALUE, ReleaseParts
 from runbooks.engine import (
     Change,
     InputError,
@@ -175,7 +175,7 @@ def _choose_target(ctx: Preparing[Backends], registered: str, serving: set[str],
     further step back when what serves was itself put there by a rollback (that needs an explicit --to)."""
     force = bool(ctx.params.get("force"))
     requested = ctx.params.get("to")
-    validated = {n for n, v in versions.items() if v["tags"].get("validation_status") == "passed"}
+    validated = {n for n, v in versions.items() if v["tags"].get(VALIDATED_TAG) == VALIDATED_VALUE}
     bad = {n: m for n, v in versions.items() if (m := _rolled_back(v)) is not None}
     if requested:
         target = str(requested)
@@ -228,7 +228,7 @@ def _choose_target(ctx: Preparing[Backends], registered: str, serving: set[str],
 def _target_release(version: dict[str, Any], deployed: dict[str, Any], registered: str, target: str) -> ReleaseParts:
     """The known-good release: its manifest in the registry (tag llmops.release), else the deployed
     release with the weights swapped (a weights-only rollback)."""
-    manifest = json.loads(version["tags"].get("llmops.release", "null") or "null") or {}
+    manifest = json.loads(version["tags"].get(RELEASE_TAG, "null") or "null") or {}
     base = {**deployed, **{k: v for k, v in manifest.items() if k in deployed}}
     args = list(base["serving_args"])
     args[0] = model_dir(registered, target)

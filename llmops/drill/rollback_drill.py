@@ -23,7 +23,7 @@ import yaml
 from components.manifests.alert_rules import availability_error_ratio
 from components.manifests.route import route_weights
 from components.paths import PROJECT_ROOT, STACKS_DIR
-from components.release import ReleaseParts
+from components.release import RELEASE_TAG, VALIDATED_TAG, VALIDATED_VALUE, ReleaseParts
 from llmops.drill.backends import (
     KubernetesApi,
     ModelRegistryStore,
@@ -64,6 +64,8 @@ class RollbackDrill:
         self.workdir, self.settings = workdir, settings or DrillSettings()
         self.deployment, self.route = objects or staging_objects()
         self._started: list[Any] = []
+        self._version_seen: tuple[int, str | None] = (0, None)
+        self._version_fresh = 0
         self._clients: dict[str, Any] = {}
 
     # --- lifecycle -----------------------------------------------------------------------------------------
@@ -85,7 +87,7 @@ class RollbackDrill:
         self.k8s.seed(self.deployment, self.route)
         self.registry = ModelRegistryStore(self._fresh_dir("registry"))
         self._register_versions()
-        self.vllm = SimulatedVllm(SERVICE, self.serving_version, BAD_VERSIONS).start()
+        self.vllm = SimulatedVllm(SERVICE, self._serving_version_when_written, BAD_VERSIONS).start()
         self._started.append(self.vllm)
         page_rule = {"alert": "DrillChatSmallErrors", "for": "0s", "labels": {"severity": "page", "model": SERVICE},
                      "expr": f"{availability_error_ratio(SERVICE, NAMESPACE, '3s')} > 0.05",
@@ -134,9 +136,9 @@ class RollbackDrill:
     def _register_versions(self) -> None:
         stable = json.loads(self.deployment["metadata"]["annotations"]["llmops.io/release"])
         manifest = {**stable, "model_version": "2", "prompt_version": "chat-2026-10-01"}
-        validated = {"validation_status": "passed"}
+        validated = {VALIDATED_TAG: VALIDATED_VALUE}
         self.registry.register(REGISTERED_MODEL, {
-            "1": dict(validated), "2": {**validated, "llmops.release": json.dumps(manifest)}, "3": dict(validated), "4": {}})
+            "1": dict(validated), "2": {**validated, RELEASE_TAG: json.dumps(manifest)}, "3": dict(validated), "4": {}})
 
     def _aws(self, service: str) -> Any:
         import boto3
@@ -215,6 +217,18 @@ class RollbackDrill:
                 "AWS_SECRET_ACCESS_KEY": "drill", "AWS_DEFAULT_REGION": "us-east-1"}
 
     # --- observations ----------------------------------------------------------------------------------------
+
+    def _serving_version_when_written(self) -> str:
+        """The version the Deployment runs, read again only after something wrote to it (the exporter asks twice a
+        second; reading the object each time cost a third of a core)."""
+        seen, written = self.k8s.writes_since(self._version_seen[0], f"/deployments/{SERVICE}")
+        # A write is logged before the emulator applies it: read on the poll of the write and the next one.
+        self._version_fresh = 2 if written else max(0, self._version_fresh - 1)
+        version = self._version_seen[1]
+        if self._version_fresh or version is None:
+            version = self.serving_version()
+        self._version_seen = (seen, version)
+        return version
 
     def serving_version(self) -> str:
         deployment = self.k8s.apps.read_namespaced_deployment(SERVICE, NAMESPACE)

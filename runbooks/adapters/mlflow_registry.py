@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 from runbooks.engine import PreconditionFailed, TransientError
-
-RELEASE_TAG = "llmops.release"  # the release manifest the release pipeline writes on each version
-VALIDATED_TAG, VALIDATED_VALUE = "validation_status", "passed"
 
 
 class MlflowRegistry:
@@ -83,10 +79,6 @@ class MlflowRegistry:
             return False
         return bool(listing)
 
-    @staticmethod
-    def release_manifest(version: dict[str, Any]) -> dict[str, Any] | None:
-        raw = version["tags"].get(RELEASE_TAG)
-        return json.loads(raw) if raw else None
 
 
 def _quoted(value: str) -> str:

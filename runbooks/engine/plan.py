@@ -41,9 +41,6 @@ class Plan:
         canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
-    @property
-    def changes_anything(self) -> bool:
-        return any(step.change is not None for step in self.steps)
 
     def render(self) -> str:
         lines = [f"Plan {self.hash} for {self.runbook} in {self.environment}:"]

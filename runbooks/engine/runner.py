@@ -158,7 +158,6 @@ def crash_point(step: str, phase: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-_crash_point = crash_point
 
 
 def gate_hash(step: str, change: Change) -> str:
@@ -351,7 +350,7 @@ class Run(Generic[F, B]):
         if gated and change is not None and not step.check(self.ctx):
             self._open_gate(step, change)
         self.journal.append("step_started", step=step.name)
-        _crash_point(step.name, "start")
+        crash_point(step.name, "start")
         began = time.monotonic()
         before = None if change is None else change.before
         try:
@@ -360,7 +359,7 @@ class Run(Generic[F, B]):
             else:
                 # A step that needs no approval changes nothing (it waits or verifies).
                 outputs, outcome = self._act(step), "changed" if step.needs_approval else "completed"
-            _crash_point(step.name, "acted")
+            crash_point(step.name, "acted")
             if not step.verify(self.ctx):
                 raise StepFailed(f"step {step.name}: its postcondition does not hold after the action")
             if time.monotonic() > self.ctx.deadline:
@@ -382,7 +381,7 @@ class Run(Generic[F, B]):
                             seconds=seconds)
         self._audit(step.name, step.name, before, after, outcome)
         self.metrics.step(step.name, outcome, seconds)
-        _crash_point(step.name, "done")
+        crash_point(step.name, "done")
         self._refresh_lock()
         return {"step": step.name, "outcome": outcome, "seconds": round(seconds, 3)}
 

@@ -127,7 +127,7 @@ class FileLock:
                 if current.get("run_id") == run_id or float(current.get("expires_at", 0)) < time.time():
                     path.unlink(missing_ok=True)
                     continue
-                raise LockHeld(_held_message(key, current))
+                raise LockHeld(held_message(key, current))
         except OSError as error:
             raise RecordsUnavailable(f"cannot take the lock {key} in {self.directory} ({error.strerror or error}); "
                                      "nothing was changed") from None
@@ -137,7 +137,7 @@ class FileLock:
         path = self._path(key)
         current = _read_lock(path)
         if current.get("run_id") != run_id:
-            raise LockHeld(_held_message(key, current))
+            raise LockHeld(held_message(key, current))
         current["expires_at"] = time.time() + ttl_seconds
         scratch = path.with_name(path.name + ".tmp")
         scratch.write_text(json.dumps(current))
@@ -160,14 +160,11 @@ def _read_lock(path: Path) -> dict[str, Any]:
     return found if isinstance(found, dict) else {"expires_at": 0}
 
 
-def _held_message(key: str, record: Mapping[str, Any]) -> str:
+def held_message(key: str, record: Mapping[str, Any]) -> str:
+    """What a refused run is told: who holds the target, which run, for how long, and how to resume it."""
     left = max(0, int(float(record.get("expires_at", 0)) - time.time()))
     return (f"{key} is locked by {record.get('holder')} (run {record.get('run_id')}, expires in {left}s); "
             f"wait for it, or resume that run with --resume {record.get('run_id')}")
-
-
-def held_message(key: str, record: Mapping[str, Any]) -> str:
-    return _held_message(key, record)
 
 
 class PrintNotifier:
