@@ -4,7 +4,7 @@
   for the Deployment controller that reports a rollout complete once the template changes;
 - a prometheus_client exporter that behaves like a vLLM server: healthy or degraded depending on
   which model version the Deployment currently serves;
-- Debian's Prometheus scraping it every second (with a page-level alert rule);
+- Debian's Prometheus scraping it every half second (with a page-level alert rule);
 - an MLflow model registry in a SQLite store (MLflow's own client and store).
 """
 
@@ -287,7 +287,7 @@ class SimulatedVllm:
 
 
 class PrometheusServer:
-    """Debian's Prometheus scraping the exporter every second, with page-level rules of the test's."""
+    """Debian's Prometheus scraping the exporter every half second, with page-level rules of the test's."""
 
     def __init__(self, workdir: Path, targets: dict[str, tuple[int, dict[str, str]]], rules: list[dict]) -> None:
         self.binary = shutil.which("prometheus")
@@ -295,8 +295,10 @@ class PrometheusServer:
             raise RuntimeError("Debian's prometheus is missing (apt-get install --no-install-recommends prometheus); "
                                "scripts/dev.sh installs it")
         self.workdir, self.port = workdir, free_port()
-        (workdir / "rules.yml").write_text(yaml.safe_dump({"groups": [{"name": "test", "interval": "1s", "rules": rules}]}))
-        config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"}, "rule_files": ["rules.yml"],
+        # Every half second: a drill sees a release change (and its alert clear) within a couple of seconds.
+        (workdir / "rules.yml").write_text(yaml.safe_dump({"groups": [{"name": "test", "interval": "500ms",
+                                                                       "rules": rules}]}))
+        config = {"global": {"scrape_interval": "500ms", "evaluation_interval": "500ms"}, "rule_files": ["rules.yml"],
                   "scrape_configs": [{"job_name": job, "static_configs": [{"targets": [f"127.0.0.1:{port}"], "labels": labels}]}
                                      for job, (port, labels) in targets.items()]}
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))

@@ -90,7 +90,7 @@ class RollbackDrill:
         self.vllm = SimulatedVllm(SERVICE, self._serving_version_when_written, BAD_VERSIONS).start()
         self._started.append(self.vllm)
         page_rule = {"alert": "DrillChatSmallErrors", "for": "0s", "labels": {"severity": "page", "model": SERVICE},
-                     "expr": f"{availability_error_ratio(SERVICE, NAMESPACE, '3s')} > 0.05",
+                     "expr": f"{availability_error_ratio(SERVICE, NAMESPACE, '2s')} > 0.05",
                      "annotations": {"summary": "drill", "description": "drill", "runbook_url": "drill"}}
         self.prometheus = PrometheusServer(self._fresh_dir("prometheus"), {
             "vllm": (self.vllm.port, {"namespace": NAMESPACE, "service": SERVICE})}, [page_rule]).start()
