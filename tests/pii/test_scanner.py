@@ -149,16 +149,15 @@ class Watched(bytes):
 
 def long_line(megabytes: float, seed: int = 13) -> tuple[str, list[tuple[int, int, str]]]:
     """One line of plain corpus lines joined by ' é ' (so characters and bytes differ), with its labels."""
-    text, labels, size = "", [], int(megabytes * 1e6)
-    pieces = []
+    labels, size = [], int(megabytes * 1e6)
+    pieces, offset = [], 0
     for line, found in generate(10**9, seed=seed, jsonl=False, density=0.8):
-        offset = sum(len(p) for p in pieces)
         labels += [(offset + label.start, offset + label.end, label.entity_type) for label in found]
         pieces.append(line + " é ")
+        offset += len(pieces[-1])
         if offset > size:
             break
-    text = "".join(pieces)
-    return text, labels
+    return "".join(pieces), labels
 
 
 def test_offsets_on_a_multi_megabyte_line_across_many_blocks():
