@@ -18,6 +18,7 @@ import signal
 import socket
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -82,6 +83,33 @@ def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.1)
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
+class MotoServer:
+    """moto's server (AWS APIs over HTTP) in a process of its own. Not moto's in-process thread: its Flask apps are
+    built on a service's first request, and Werkzeug builds their routes through the `ast` module, whose depth
+    counter CPython 3.11 shares between threads (python/cpython#106905): a test parsing source at that moment failed
+    with "AST constructor recursion depth mismatch". A process of its own also keeps its CPU off the caller's."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> MotoServer:
+        self.process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
+        try:
+            wait_until(lambda: self.process.poll() is not None or http_ready(f"{self.url}/moto-api/"), 60,
+                       "moto's server to answer")
+        except TimeoutError:
+            stop_process(self.process)
+            raise RuntimeError("moto's server did not answer within 60 s") from None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"moto's server exited with {self.process.returncode} (pip install 'moto[server]')")
+        return self
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
 class KubernetesApi:
     """kmock's Kubernetes emulator on a real HTTP port, run in a thread with its own event loop."""
 
@@ -93,6 +121,10 @@ class KubernetesApi:
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self.url = ""
         self.handler: Any = None
+        # kmock matches every request against its whole request log, so a long-lived emulator slows down as the log
+        # grows (quadratic over a test session); `forget_requests` empties it, request numbers stay absolute.
+        self._forgotten = 0
+        self._log_lock = threading.Lock()
 
     def _serve(self) -> None:
         async def main() -> None:
@@ -131,9 +163,21 @@ class KubernetesApi:
     def writes_since(self, seen: int, path_fragment: str) -> tuple[int, bool]:
         """How many requests the emulator has had, and whether any since the first `seen` wrote to an object whose URL
         contains the fragment: watchers poll this (in memory) instead of reading the object many times a second."""
-        requests = self.handler._requests  # kmock's log of every request, in order
-        new = requests[seen:]
-        return seen + len(new), any(r.method.name != "GET" and path_fragment in str(r.url) for r in new)
+        with self._log_lock:
+            start = max(0, seen - self._forgotten)
+            new = self.handler._requests[start:]  # kmock's log of every request, in order
+            return self._forgotten + start + len(new), any(r.method.name != "GET" and path_fragment in str(r.url)
+                                                           for r in new)
+
+    def forget_requests(self) -> None:
+        """Empty the emulator's request log (between tests: `patches` counts from zero again)."""
+        async def clear() -> int:
+            count = len(self.handler._requests)
+            self.handler._requests.clear()
+            return count
+
+        with self._log_lock:
+            self._forgotten += asyncio.run_coroutine_threadsafe(clear(), self._loop).result(timeout=10)
 
     def seed(self, deployment: dict[str, Any], route: dict[str, Any] | None) -> None:
         namespace, name = deployment["metadata"]["namespace"], deployment["metadata"]["name"]

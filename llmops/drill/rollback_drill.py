@@ -27,6 +27,7 @@ from components.release import RELEASE_TAG, VALIDATED_TAG, VALIDATED_VALUE, Rele
 from llmops.drill.backends import (
     KubernetesApi,
     ModelRegistryStore,
+    MotoServer,
     PrometheusServer,
     PushgatewayServer,
     RolloutController,
@@ -71,17 +72,9 @@ class RollbackDrill:
     # --- lifecycle -----------------------------------------------------------------------------------------
 
     def start(self) -> RollbackDrill:
-        import logging
-
-        from moto.server import ThreadedMotoServer
-
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request otherwise
-
-        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self.moto.start()
+        self.moto = MotoServer().start()
         self._started.append(self.moto)
-        host, port = self.moto.get_host_and_port()
-        self.aws_endpoint = f"http://{host}:{port}"
+        self.aws_endpoint = self.moto.url
         self.k8s = KubernetesApi().start()
         self._started.append(self.k8s)
         self.k8s.seed(self.deployment, self.route)
@@ -162,6 +155,7 @@ class RollbackDrill:
     def reset(self) -> None:
         """The bad release live again, and fresh files: a run starts from the same world every time."""
         self.controller.reset()
+        self.k8s.forget_requests()
         self.k8s.seed(copy.deepcopy(self.deployment), copy.deepcopy(self.route))
         client = self.registry.client
         client.set_registered_model_alias(REGISTERED_MODEL, "production", "3")

@@ -126,6 +126,7 @@ class FailoverWorld(RunbookWorld):
     def seed_cluster(self, region: str, *, ready: int | None = None, release: str | None = None,
                      node_ready: bool = True) -> None:
         api = self.clusters[region]
+        api.forget_requests()
         from kubernetes import client
         from kubernetes.client.exceptions import ApiException
 
