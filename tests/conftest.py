@@ -44,15 +44,14 @@ def write_program_copy(tmp_path: Path, stack_name: str, stack_data: dict) -> Pat
 
 @pytest.fixture(scope="session")
 def moto_endpoint():
-    """moto's real HTTP server on 127.0.0.1 (boto3 talks to it over the wire); stopped at the end."""
+    """moto's real HTTP server on 127.0.0.1, in its own process (boto3 talks to it over the wire); stopped at the end."""
+    from llmops.drill.backends import MotoServer
+
     try:
-        from moto.server import ThreadedMotoServer
-    except ImportError as error:  # a missing backend is a failure, never a skip
+        server = MotoServer().start()
+    except RuntimeError as error:  # a missing backend is a failure, never a skip
         pytest.fail(f"moto[server] is required for AWS API tests (pip install -e '.[dev]'): {error}")
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
+    yield server.url
     server.stop()
 
 

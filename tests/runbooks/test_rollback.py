@@ -15,7 +15,7 @@ import pytest
 
 from components import config as stack_config
 from llmops.drill.rollback_drill import REGISTERED_MODEL, SERVICE
-from runbooks.engine import ApprovalRequired, InputError, LockHeld, PreconditionFailed, WorldChanged
+from runbooks.engine import ApprovalRequired, InputError, LockHeld, WorldChanged
 from runbooks.engine.runner import RunOptions
 from runbooks.launch import launch
 from tests.runbooks.conftest import ROOT, run_cli
@@ -178,8 +178,11 @@ def test_an_unreachable_backend_stops_before_any_change(drill, backend):
 
     dead = f"http://127.0.0.1:{free_port()}"
     drill.write_targets(**({"registry": {"tracking_uri": dead}} if backend == "registry" else {"prometheus": {"url": dead}}))
-    with pytest.raises(PreconditionFailed, match="unreachable"):
-        rollback(drill, yes=True)
+    # Through the CLI, as on-call runs it (in this test process, MLflow's first HTTP call loads Feast's plugin, whose
+    # source parsing can hit CPython 3.11's AST depth bug beside the world's threads: python/cpython#106905).
+    stopped = run_cli(drill, "rollback", "--env", "drill", "--service", SERVICE, "--yes")
+    assert stopped.returncode == 1 and "unreachable" in stopped.stderr and "nothing was changed" in stopped.stderr, \
+        stopped.stderr
     assert drill.deployment_patches() == 0 and drill.run_ids() == []
 
 
