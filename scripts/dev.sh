@@ -69,9 +69,10 @@ case "${1:-}" in
     setup
     check
     install_promtool
-    # One worker per core, a test file per worker at a time (its session fixtures start once per worker); the
-    # slowest tests are listed at the end, so a slow one is seen when it lands.
-    "$VENV/bin/python" -m pytest -n auto --dist loadfile --durations=15 "${@:2}"
+    # Two workers per core, a test file per worker at a time (its session fixtures start once per worker): the
+    # runbook suites spend most of their time waiting on real backends (a rollout, a verification window), so a
+    # second worker per core fills those waits. The slowest tests are listed at the end, so a slow one is seen.
+    "$VENV/bin/python" -m pytest -n "$(( 2 * $(nproc) ))" --dist loadfile --durations=15 "${@:2}"
     ;;
   *) echo "usage: scripts/dev.sh plan|test|check|setup" >&2; exit 2 ;;
 esac

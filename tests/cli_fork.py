@@ -30,8 +30,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PRELOAD = ("llmops.cli", "runbooks.definitions", "runbooks.launch", "runbooks.adapters.aws",
            "runbooks.adapters.kubernetes_cluster", "runbooks.adapters.mlflow_registry", "runbooks.adapters.prometheus",
            "runbooks.adapters.route53_dns", "runbooks.adapters.s3_objects", "llmops.retrieval.store",
-           "llmops.pii.detectors", "mlflow.tracking", "mlflow.artifacts", "kubernetes.client", "kubernetes.config",
-           "boto3", "botocore.session", "yaml", "ruamel.yaml",
+           "llmops.pii.detectors", "mlflow.tracking", "mlflow.artifacts",
+           "kubernetes.client", "kubernetes.config",
+           "boto3", "botocore.session", "yaml", "ruamel.yaml", "qdrant_client", "qdrant_client.local.qdrant_local",
+           "portalocker",
            # MLflow's SQL stores import these on first use (about 1 s more a run).
            "mlflow.store.model_registry.sqlalchemy_store", "mlflow.store.tracking.sqlalchemy_store",
            "mlflow.store.db.utils", "alembic.command", "alembic.config", "alembic.migration", "alembic.runtime.migration",
@@ -156,11 +158,24 @@ def _wait(pid: int, timeout: float) -> dict[str, Any]:
         time.sleep(0.005)
 
 
+def _warm_boto3() -> None:
+    """Load the AWS service models our adapters use into boto3's default session (about 0.1 s a client otherwise).
+    The throwaway clients get explicit keys, so the session resolves and caches no credentials: each child still
+    reads its own environment's."""
+    import boto3
+
+    boto3.setup_default_session()
+    for service in ("s3", "dynamodb", "sns", "sqs", "sts", "route53", "secretsmanager"):
+        boto3.client(service, region_name="us-east-1", aws_access_key_id="warm", aws_secret_access_key="warm")
+
+
 def serve(answers_fd: int) -> None:
     import importlib
 
     for name in PRELOAD:
         importlib.import_module(name)
+    importlib.import_module("llmops.pii.detectors").Engine()  # compiles the scanner's database once, for every child
+    _warm_boto3()
     answers = os.fdopen(answers_fd, "w")
     if threading.active_count() != 1:  # forking a threaded process is not safe: refuse rather than hang
         answers.write(json.dumps({"error": f"threads after the imports: {threading.enumerate()}"}) + "\n")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import ipaddress
 import json
 import re
@@ -273,7 +274,10 @@ def _disjoint(spans: list[tuple[int, int]], size: int) -> list[tuple[int, int]]:
     return joined
 
 
+@functools.cache
 def _hyperscan_database(detectors: tuple[Detector, ...]) -> Any:  # hyperscan.Database | None
+    """Compiled once per process and set of detectors (about 0.1 s each time otherwise); scans allocate their own
+    scratch space, so one database serves every engine."""
     try:
         import hyperscan
     except ImportError:
