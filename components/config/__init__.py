@@ -18,6 +18,7 @@ from components.config.base import (
     region_code,
 )
 from components.config.loading import load, load_file, parse
+from components.config.rollout import Rollout, RolloutMetric
 from components.config.sections import (
     Alerting,
     Availability,
@@ -60,6 +61,7 @@ from components.config.sizing import (
 from components.config.stack import StackConfig
 
 __all__ = [
+    "Rollout", "RolloutMetric",
     "KUBERNETES_VERSIONS", "NAMESPACE", "NODE_IMAGES_GIB", "REQUIRED_TAGS", "STACK_CONFIG_DIR", "TTFT_BUCKETS", "Alerting",
     "Availability", "Canary", "Cluster", "ConfigError", "Database", "DevicePlugin", "Failover", "FailoverHealthCheck",
     "FeatureStore", "Freshness", "GpuPool", "IndexConfig", "Model", "Network", "PolicyEnforcement", "Redis", "Regions",

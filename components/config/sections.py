@@ -22,6 +22,7 @@ from components.config.base import (
     Section,
     invalid,
 )
+from components.config.rollout import Rollout
 from components.instance_types import GPU_INSTANCE_TYPES
 from components.manifests.route import TOTAL_WEIGHT, canary_takes_traffic
 
@@ -215,6 +216,7 @@ class Model(Section):
     queue_depth_target: int = Field(default=5, ge=1, le=1000)  # waiting requests per replica before scaling out
     release: Release
     canary: Canary | None = None
+    rollout: Rollout | None = None  # how the release controller promotes a canary; none: people do it by hand
     startup: Startup = Startup()
     resources: Resources | None = None  # default: the replica's share of the node
     slo: Slo

@@ -7,13 +7,14 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from components.config.base import Section
+from components.config.base import Section, invalid
 from components.config.checks import (
     check_failover,
     check_models,
     check_tags,
     check_vpc_cidrs,
 )
+from components.config.rollout import ReleaseController
 from components.config.sections import (
     Alerting,
     Cluster,
@@ -50,6 +51,7 @@ class StackConfig(Section):
     alerting: Alerting
     policy: PolicyEnforcement = PolicyEnforcement()
     failover: Failover | None = None  # required with more than one region
+    release_controller: ReleaseController | None = None  # required when a model has a rollout policy
 
     @model_validator(mode="after")
     def _consistent(self) -> StackConfig:
@@ -57,6 +59,11 @@ class StackConfig(Section):
         check_vpc_cidrs(self)
         check_models(self)
         check_failover(self)
+        if self.release_controller is None:
+            for index, model in enumerate(self.models):
+                if model.rollout is not None:
+                    raise invalid(f"models[{index}].rollout", model.name, "expected llmops:releaseController (its "
+                                  "image) too: a rollout policy is applied by the release controller")
         return self
 
     def standby(self, region: str) -> Standby:

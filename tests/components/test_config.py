@@ -46,11 +46,35 @@ def _model(stack):
     return stack["config"]["llmops:models"][0]
 
 
+def _rollout(stack, **rollout):
+    stack["config"]["llmops:releaseController"] = {"image": "r.example/llmops@sha256:" + "0" * 64}
+    _model(stack)["rollout"] = rollout
+
+
 BAD_CONFIGS = {
     "unknown top-level key": (
         lambda s: s["config"].__setitem__("llmops:gpuPool", []),
         'stacks/Pulumi.dev.yaml: llmops:gpuPool = []: unknown key; allowed keys: alerting, cluster, devicePlugin, environment, '
-        "failover, featureStore, gpuPools, models, network, policy, regions, registry, retrieval, serving, tags, tools"),
+        "failover, featureStore, gpuPools, models, network, policy, regions, registry, releaseController, retrieval, serving, tags, tools"),
+    "rollout: steps that do not increase": (
+        lambda s: _rollout(s, steps=[5, 25, 10, 100]),
+        "stacks/Pulumi.dev.yaml: llmops:models[0].rollout.steps[2] = 10: expected more than the step before (25): "
+        "steps must increase"),
+    "rollout: a limit without a metric": (
+        lambda s: _rollout(s, metrics=[{"max": 0.1, "action": "rollback"}]),
+        "stacks/Pulumi.dev.yaml: llmops:models[0].rollout.metrics[0].metric: required key is missing"),
+    "rollout: a limit the metric does not take": (
+        lambda s: _rollout(s, metrics=[{"metric": "groundedness", "max": 0.2, "action": "pause_for_review"}]),
+        "stacks/Pulumi.dev.yaml: llmops:models[0].rollout.metrics[0].max = 0.2: groundedness takes min"),
+    "rollout: a pause marked automatic where the stack forbids it": (
+        lambda s: _rollout(s, allowAutomatic=["rollback"],
+                           metrics=[{"metric": "groundedness", "min": 0.8, "action": "pause_for_review"}]),
+        "stacks/Pulumi.dev.yaml: llmops:models[0].rollout.metrics[0].automatic = true: expected false: allowAutomatic "
+        "(rollback) does not include pause_for_review, so a groundedness breach must wait for a person"),
+    "rollout without a release controller": (
+        lambda s: _model(s).__setitem__("rollout", {}),
+        'stacks/Pulumi.dev.yaml: llmops:models[0].rollout = "chat-small": expected llmops:releaseController (its image) '
+        "too: a rollout policy is applied by the release controller"),
     "unknown nested key (typo)": (
         lambda s: _pool(s).__setitem__("maxsize", 3),
         "stacks/Pulumi.dev.yaml: llmops:gpuPools[0].maxsize = 3: unknown key; allowed keys: capacityType, desiredSize, "
