@@ -7,5 +7,7 @@ from runbooks.failover import FAILOVER
 from runbooks.pii_incident import PII_INCIDENT
 from runbooks.reindex import REINDEX
 from runbooks.rollback import ROLLBACK
+from runbooks.rollback_canary import ROLLBACK_CANARY
 
-RUNBOOKS: dict[str, Runbook[Any, Any]] = {runbook.name: runbook for runbook in (ROLLBACK, FAILOVER, REINDEX, PII_INCIDENT)}
+RUNBOOKS: dict[str, Runbook[Any, Any]] = {runbook.name: runbook for runbook in (ROLLBACK, ROLLBACK_CANARY, FAILOVER, REINDEX,
+                                                                                 PII_INCIDENT)}

@@ -85,8 +85,7 @@ class RollbackDrill:
         page_rule = {"alert": "DrillChatSmallErrors", "for": "0s", "labels": {"severity": "page", "model": SERVICE},
                      "expr": f"{availability_error_ratio(SERVICE, NAMESPACE, '2s')} > 0.05",
                      "annotations": {"summary": "drill", "description": "drill", "runbook_url": "drill"}}
-        self.prometheus = PrometheusServer(self._fresh_dir("prometheus"), {
-            "vllm": (self.vllm.port, {"namespace": NAMESPACE, "service": SERVICE})}, [page_rule]).start()
+        self.prometheus = PrometheusServer(self._fresh_dir("prometheus"), self._scrape_targets(), [page_rule]).start()
         self._started.append(self.prometheus)
         wait_until(lambda: self.prometheus.query("http_requests_total"), 30, "the first scrape of the exporter")
         self.pushgateway = PushgatewayServer().start()
@@ -96,6 +95,10 @@ class RollbackDrill:
         self._aws_resources()
         self.reset()
         return self
+
+    def _scrape_targets(self) -> dict[str, tuple[int, dict[str, str]]]:
+        """What Prometheus scrapes: the exporter, labelled as the stable Service (a subclass adds or replaces)."""
+        return {"vllm": (self.vllm.port, {"namespace": NAMESPACE, "service": SERVICE})}
 
     def stop(self) -> None:
         """Stop everything started so far, last first (also after a start that failed half way); idempotent."""

@@ -46,6 +46,9 @@ class MlflowRegistry:
     def set_version_tag(self, model: str, version: str, key: str, value: str) -> None:
         self._call(f"tag version {version}", self.client.set_model_version_tag, model, version, key, value)
 
+    def delete_version_tag(self, model: str, version: str, key: str) -> None:
+        self._call(f"untag version {version}", self.client.delete_model_version_tag, model, version, key)
+
     def version(self, model: str, version: str) -> dict[str, Any] | None:
         from mlflow.exceptions import MlflowException
 

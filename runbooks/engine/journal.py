@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from runbooks.engine.model import InputError, JournalCorrupt, RunFinished
+from runbooks.engine.model import InputError, JournalCorrupt, RunbookError, RunFinished
 from runbooks.engine.services import write_durably
 
 FINISHED = "finished.json"
@@ -180,3 +180,22 @@ def _read_outcome(path: Path) -> str:
         return str(json.loads(path.read_text()).get("outcome", "finished"))
     except (OSError, ValueError, AttributeError):
         return "finished"
+
+
+def unfinished_runs(state_dir: str | Path, runbook: str, operator: str | None = None, **params: Any) -> list[str]:
+    """Run ids of `runbook` that started and never finished (crashed, interrupted, or paused at a gate), whose
+    parameters include `params` (and started by `operator`, if given), oldest first: what an automatic caller
+    resumes before it starts anything new."""
+    found = []
+    for path in sorted(Path(state_dir).expanduser().glob("*/journal.jsonl")):
+        journal = Journal(path.parent.parent, path.parent.name)
+        if journal.finished_path.exists():
+            continue
+        try:
+            started = journal.first("run_started")
+        except RunbookError:
+            continue  # a damaged journal is for a person (resume names the line); never resumed automatically
+        if started and started.get("runbook") == runbook and operator in (None, started.get("operator")) and all(
+                (started.get("params") or {}).get(k) == v for k, v in params.items()):
+            found.append(journal.run_id)
+    return found
