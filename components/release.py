@@ -18,6 +18,8 @@ RELEASE_ID_LENGTH = 16
 # Tags the release pipeline writes on a registry version: its release manifest (these parts, as JSON), and that it
 # passed validation. The rollback runbook chooses known-good versions by them.
 RELEASE_TAG = "llmops.release"
+# On a canary's registry version while the release controller holds it for review: {"reason", "at", "by"}.
+PAUSED_TAG = "llmops.release.paused"
 VALIDATED_TAG, VALIDATED_VALUE = "validation_status", "passed"
 
 

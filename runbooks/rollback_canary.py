@@ -230,7 +230,7 @@ ROLLBACK_CANARY: Runbook[Facts, Backends] = Runbook(
              "this run's id and the reason), so no rollback or promotion chooses it again.",
              plan=lambda ctx: None if _marked(ctx) else Change(
                  f"mark {ctx.facts.registered_model} version {ctx.facts.canary_version} rolled back",
-                 None, {"run_id": ctx.run_id, "reason": ctx.facts.reason}),
+                 None, {"reason": ctx.facts.reason}),
              check=_marked, action=_mark, verify=_marked, timeout_seconds=60),
         Step("zero-canary-weight", "Send all traffic to the stable release: the canary's weight on the route to 0.",
              plan=lambda ctx: None if _canary_zero(ctx) else Change(
