@@ -31,12 +31,15 @@ class Kubernetes(_Model):
     context: str | None = None  # a kubeconfig context (aws eks update-kubeconfig --alias ...)
     kubeconfig: str | None = None
     host: str | None = None  # an API URL used without credentials (local test servers only)
+    in_cluster: bool = False  # the pod's own service account (the release controller runs in the cluster)
     namespace: str = "serving"
 
     @model_validator(mode="after")
     def _one_way_in(self) -> Kubernetes:
         if self.host and (self.context or self.kubeconfig):
             raise ValueError("give either host or context/kubeconfig, not both")
+        if self.in_cluster and (self.host or self.context or self.kubeconfig):
+            raise ValueError("in_cluster uses the pod's service account: give no host, context or kubeconfig with it")
         return self
 
 

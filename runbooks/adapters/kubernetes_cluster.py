@@ -14,11 +14,20 @@ GATEWAY = ("gateway.networking.k8s.io", "v1", "httproutes")
 
 
 class KubernetesCluster:
-    def __init__(self, *, host: str | None = None, context: str | None = None, kubeconfig: str | None = None) -> None:
+    def __init__(self, *, host: str | None = None, context: str | None = None, kubeconfig: str | None = None,
+                 in_cluster: bool = False) -> None:
         from kubernetes import client, config
 
-        self.where = host or context or "the current kubeconfig context"
-        if host:
+        self.where = "the in-cluster API" if in_cluster else host or context or "the current kubeconfig context"
+        if in_cluster:
+            configuration = client.Configuration()
+            try:  # the pod's service account token, re-read as the kubelet rotates it
+                config.load_incluster_config(client_configuration=configuration)
+            except config.ConfigException as error:
+                raise PreconditionFailed(f"Kubernetes API unreachable: not in a pod with a service account token "
+                                         f"({error}); nothing was changed") from None
+            api = client.ApiClient(configuration)
+        elif host:
             configuration = client.Configuration()
             configuration.host = host.rstrip("/")
             api = client.ApiClient(configuration)
