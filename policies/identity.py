@@ -1,4 +1,4 @@
-"""Cluster and identity policies: private EKS endpoints, encrypted secrets, no wildcard IAM."""
+"""Cluster and identity policies: private EKS endpoints, encrypted secrets, no wildcard IAM, least-privilege RBAC."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import ipaddress
 
 from pulumi_policy import ReportViolation, ResourceValidationArgs, ResourceValidationPolicy
 
-from policies.common import CONTEXT_SCHEMA, as_list, json_document
+from policies.common import CONTEXT_SCHEMA, as_list, json_document, object_ref
 
 IAM_DOCUMENTS = {
     "aws:iam/rolePolicy:RolePolicy": "policy",
@@ -59,6 +59,46 @@ def _no_wildcards(args: ResourceValidationArgs, report: ReportViolation) -> None
             report(f"{where} grants S3 actions on every bucket ({resources}); name the bucket ARNs.", None)
 
 
+RBAC = "kubernetes:rbac.authorization.k8s.io/v1:"
+# Verbs and resources that amount to more than they say: granting or binding more roles, acting as someone else,
+# reading every credential in the namespace, running commands in pods, minting tokens.
+ESCALATING_VERBS = ("escalate", "bind", "impersonate")
+SENSITIVE_RESOURCES = ("secrets", "pods/exec", "pods/attach", "serviceaccounts/token")
+
+
+def _rbac(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if not args.resource_type.startswith(RBAC):
+        return
+    kind = args.resource_type[len(RBAC):]
+    if kind in ("ClusterRole", "ClusterRoleBinding"):
+        name = (args.props.get("metadata") or {}).get("name")
+        report(f"{kind} {name} grants access across the cluster; grant a Role and RoleBinding in the namespace "
+               "the workload acts on.", None)
+        return
+    where = f"{kind} {object_ref(args.props)}"
+    if kind == "RoleBinding":
+        ref = args.props.get("roleRef") or {}
+        if ref.get("kind") != "Role":
+            report(f"{where} binds {ref.get('kind')} {ref.get('name')}; bind a Role of its own that lists what the "
+                   "subject needs.", None)
+        return
+    if kind != "Role":
+        return
+    for index, rule in enumerate(args.props.get("rules") or []):
+        fields = {field: list(rule.get(field) or []) for field in ("apiGroups", "resources", "verbs")}
+        wild = [field for field, values in fields.items() if "*" in values]
+        if wild:
+            report(f"{where} rule {index}: `*` in {', '.join(wild)}; list the API groups, resources and verbs.", None)
+        verbs = [v for v in fields["verbs"] if v in ESCALATING_VERBS]
+        if verbs:
+            report(f"{where} rule {index}: verbs {verbs} let the subject gain permissions it was not given; "
+                   "remove them.", None)
+        resources = [r for r in fields["resources"] if r in SENSITIVE_RESOURCES]
+        if resources:
+            report(f"{where} rule {index}: access to {resources} reaches credentials or other pods; remove it "
+                   "(IRSA gives AWS access without Kubernetes secrets).", None)
+
+
 POLICIES = [
     ResourceValidationPolicy(name="eks-private-endpoint",
                              description="EKS API endpoints are private unless an allow-list is configured.",
@@ -68,4 +108,9 @@ POLICIES = [
     ResourceValidationPolicy(name="iam-no-wildcards",
                              description="No IAM statement allows `*` actions or S3 actions on `*` resources.",
                              validate=_no_wildcards, config_schema=CONTEXT_SCHEMA),
+    ResourceValidationPolicy(name="k8s-rbac-least-privilege",
+                             description="RBAC is namespaced (no ClusterRole or ClusterRoleBinding), bindings name "
+                                         "Roles, and Roles grant no `*`, no escalate/bind/impersonate, no secrets, "
+                                         "exec, attach or tokens.",
+                             validate=_rbac, config_schema=CONTEXT_SCHEMA),
 ]

@@ -31,6 +31,7 @@ DIGEST = re.compile(r"@sha256:[a-f0-9]{64}$")
 REQUIRED_LABELS = ("owner", "cost-center", "environment")
 MODEL_LABEL = "llmops.io/model"
 SERVING_COMPONENT = "llm-serving"
+METRICS_PORT = "metrics"  # a port by this name is scraped, not served: it alone does not make a workload serving
 
 
 def _workload(args: ResourceValidationArgs) -> Any:
@@ -129,12 +130,17 @@ def _non_root(args: ResourceValidationArgs, report: ReportViolation) -> None:
                    "runAsNonRoot: true (pod or container securityContext) and a non-zero runAsUser.", None)
 
 
+def _serves(pod: Any) -> bool:
+    """Its containers expose a port other than a `metrics` one: something answers requests there."""
+    return any(port.get("name") != METRICS_PORT
+               for container in pod.get("containers") or [] for port in container.get("ports") or [])
+
+
 def _is_serving(args: ResourceValidationArgs) -> bool:
-    """A workload that answers requests: a Deployment or StatefulSet whose containers expose ports."""
+    """A workload that answers requests: a Deployment or StatefulSet that serves (see `_serves`)."""
     if args.resource_type not in ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet"):
         return False
-    pod = pod_spec(args.resource_type, args.props) or {}
-    return any(container.get("ports") for container in pod.get("containers") or [])
+    return _serves(pod_spec(args.resource_type, args.props) or {})
 
 
 def _probes(args: ResourceValidationArgs, report: ReportViolation) -> None:
@@ -173,9 +179,8 @@ def _disruption_budgets(args: StackValidationArgs, report: ReportViolation) -> N
     for resource in args.resources:
         if resource.resource_type != "kubernetes:apps/v1:Deployment":
             continue
-        pod = pod_spec(resource.resource_type, resource.props) or {}
-        if not any(c.get("ports") for c in pod.get("containers") or []):
-            continue  # not a serving Deployment
+        if not _serves(pod_spec(resource.resource_type, resource.props) or {}):
+            continue  # not a serving Deployment (a controller exposing only its metrics, say)
         namespace = (resource.props.get("metadata") or {}).get("namespace", "default")
         template = ((resource.props.get("spec") or {}).get("template") or {})
         template_labels = (template.get("metadata") or {}).get("labels") or {}
@@ -212,10 +217,12 @@ POLICIES = [
         name="k8s-run-as-non-root", description="Containers run as a non-root user (allow-list aside).",
         validate=_non_root, config_schema=CONTEXT_SCHEMA),
     ResourceValidationPolicy(
-        name="k8s-serving-probes", description="Serving containers have readiness and liveness probes.",
+        name="k8s-serving-probes",
+        description="Serving containers (ports other than `metrics`) have readiness and liveness probes.",
         validate=_probes, config_schema=CONTEXT_SCHEMA),
     StackValidationPolicy(
-        name="k8s-serving-pdb", description="Every serving Deployment has a PodDisruptionBudget.",
+        name="k8s-serving-pdb",
+        description="Every serving Deployment (a port other than `metrics`) has a PodDisruptionBudget.",
         validate=_disruption_budgets, config_schema=CONTEXT_SCHEMA),
     ResourceValidationPolicy(
         name="k8s-required-labels",

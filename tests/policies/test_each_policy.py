@@ -153,6 +153,56 @@ def case_pdb(bad):
     return b
 
 
+def case_pdb_metrics_port_only(bad):
+    """A port named `metrics` is scraped, not served: a Deployment with only that one needs no budget."""
+    b = PlanBuilder()
+    ports = [{"name": "metrics", "containerPort": 9109}] + ([{"name": "http", "containerPort": 8000}] if bad else [])
+    k8s(b, DEPLOYMENT, deployment(containers=[container(ports=ports)]))
+    return b
+
+
+def role(rules, kind="Role"):
+    metadata = {"name": "controller", "labels": LABELS, **({"namespace": "serving"} if kind == "Role" else {})}
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": metadata, "rules": rules}
+
+
+PATCH_DEPLOYMENTS = {"apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": ["chat"], "verbs": ["patch"]}
+
+
+def case_rbac_wildcard(bad):
+    b = PlanBuilder()
+    rule = {"apiGroups": ["apps"], "resources": ["*"], "verbs": ["get"]} if bad else PATCH_DEPLOYMENTS
+    k8s(b, "kubernetes:rbac.authorization.k8s.io/v1:Role", role([rule]))
+    return b
+
+
+def case_rbac_secrets_and_escalation(bad):
+    b = PlanBuilder()
+    rules = [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
+             {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles"], "verbs": ["bind"]}] if bad else \
+        [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]
+    k8s(b, "kubernetes:rbac.authorization.k8s.io/v1:Role", role(rules))
+    return b
+
+
+def case_rbac_cluster_wide(bad):
+    b = PlanBuilder()
+    kind = "ClusterRole" if bad else "Role"
+    k8s(b, f"kubernetes:rbac.authorization.k8s.io/v1:{kind}", role([PATCH_DEPLOYMENTS], kind))
+    return b
+
+
+def case_rbac_binding(bad):
+    b = PlanBuilder()
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": "controller", "namespace": "serving", "labels": LABELS},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole" if bad else "Role",
+                           "name": "edit" if bad else "controller"},
+               "subjects": [{"kind": "ServiceAccount", "name": "controller", "namespace": "serving"}]}
+    k8s(b, "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding", binding)
+    return b
+
+
 def case_labels(bad):
     b = PlanBuilder()
     labels = {"app.kubernetes.io/component": "llm-serving"}
@@ -311,7 +361,10 @@ CASES = {
     "k8s-image-digest": [case_image_digest], "k8s-resource-limits": [case_limits],
     "k8s-gpu-requests": [case_gpu_requests, case_gpu_request_differs],
     "k8s-no-privilege": [case_privileged, case_privileged_allow_list], "k8s-run-as-non-root": [case_non_root],
-    "k8s-serving-probes": [case_probes], "k8s-serving-pdb": [case_pdb], "k8s-required-labels": [case_labels],
+    "k8s-serving-probes": [case_probes], "k8s-serving-pdb": [case_pdb, case_pdb_metrics_port_only],
+    "k8s-required-labels": [case_labels],
+    "k8s-rbac-least-privilege": [case_rbac_wildcard, case_rbac_secrets_and_escalation, case_rbac_cluster_wide,
+                                 case_rbac_binding],
     "gpu-node-group-tainted": [case_gpu_taint], "gpu-rollout-within-pool": [case_rollout_fits],
     "s3-public-access-blocked": [case_public_bucket], "s3-sse-kms": [case_bucket_kms],
     "s3-versioning": [case_bucket_versioned], "s3-no-force-destroy": [case_force_destroy],
@@ -351,6 +404,14 @@ def test_messages_say_what_to_change():
     (violation,) = violations_of("k8s-image-digest", case_image_digest(True))
     assert violation.message == ("serving/app container app: image 'repo/app:1.2' is not pinned; use "
                                  "REPOSITORY[:TAG]@sha256:<digest> so what runs cannot change under the same name.")
+
+
+def test_rbac_findings_name_the_rule_and_what_to_remove():
+    messages = sorted(v.message for v in violations_of("k8s-rbac-least-privilege", case_rbac_secrets_and_escalation(True)))
+    assert messages == [
+        "Role serving/controller rule 0: access to ['secrets'] reaches credentials or other pods; remove it "
+        "(IRSA gives AWS access without Kubernetes secrets).",
+        "Role serving/controller rule 1: verbs ['bind'] let the subject gain permissions it was not given; remove them."]
 
 
 def test_dev_may_force_destroy_and_skip_deletion_protection():

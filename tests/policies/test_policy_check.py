@@ -83,7 +83,7 @@ def test_sarif_output_is_sarif_2_1_0(capsys):
 def test_text_output_is_a_readable_report(capsys):
     assert main(["policy", "check", "--program", str(INSECURE)]) == 1
     out = capsys.readouterr().out
-    assert out.splitlines()[0] == "stack test: 5 mandatory, 0 advisory violation(s) (24 policies over 9 resources)"
+    assert out.splitlines()[0] == "stack test: 5 mandatory, 0 advisory violation(s) (25 policies over 9 resources)"
     assert "  [mandatory] s3-public-access-blocked  exports" in out
 
 
