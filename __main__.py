@@ -17,10 +17,11 @@ except config.ConfigError as error:
     # A RunError is shown without a traceback: the message names the file, key and value.
     raise pulumi.RunError(f"invalid stack config:\n{error}") from None
 
-regions = {
-    region: Region(f"{stack_config.environment}-{region_code(region)}", RegionArgs(config=stack_config, region=region))
-    for region in stack_config.regions.all
-}
+regions: dict[str, Region] = {}
+for region in stack_config.regions.all:  # the primary first: the others use its Operations (runbook lock, topic, records)
+    primary = regions.get(stack_config.regions.primary)
+    regions[region] = Region(f"{stack_config.environment}-{region_code(region)}", RegionArgs(
+        config=stack_config, region=region, operations=primary.operations if primary else None))
 
 if stack_config.failover is not None:
     failover = RegionalFailover(f"{stack_config.environment}-failover",

@@ -34,6 +34,8 @@ class AlertRulesArgs:
     environment: str
     region: str
     tags: Mapping[str, str]
+    # With a release controller in the region: alert when it has made no decision for this long.
+    release_stalled_after_seconds: int | None = None
 
 
 class AlertRules(pulumi.ComponentResource):
@@ -41,7 +43,7 @@ class AlertRules(pulumi.ComponentResource):
         super().__init__("llmops:monitoring:AlertRules", name, None, opts)
         context = RuleContext(runbook_base_url=args.alerting.runbook_base_url, environment=args.environment,
                               region=args.region)
-        groups = rule_groups([slo_spec(m) for m in args.models], context)
+        groups = rule_groups([slo_spec(m) for m in args.models], context, args.release_stalled_after_seconds)
         rule = prometheus_rule(name=RULE_NAME, namespace=args.alerting.rule_namespace, groups=groups, tags=args.tags,
                                selector_labels=args.alerting.rule_selector_labels)
         kubernetes_objects(name, [rule], self)

@@ -60,6 +60,8 @@ _TYPED = {
     ("batch/v1", "Job"): k8s.batch.v1.Job,
     ("batch/v1", "CronJob"): k8s.batch.v1.CronJob,
     ("networking.k8s.io/v1", "NetworkPolicy"): k8s.networking.v1.NetworkPolicy,
+    ("rbac.authorization.k8s.io/v1", "Role"): k8s.rbac.v1.Role,
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): k8s.rbac.v1.RoleBinding,
     ("storage.k8s.io/v1", "StorageClass"): k8s.storage.v1.StorageClass,
 }
 

@@ -47,6 +47,8 @@ class Operations(pulumi.ComponentResource):
         quarantine = SecureBucket(f"{name}-pii-quarantine", SecureBucketArgs(
             purpose="personal data quarantined by the pii-incident runbook (legal hold)", kms_key_arn=key.arn,
             force_destroy=False, noncurrent_version_days=3650, object_lock=True), opts=child)
+        # For the release controller's role, which may touch exactly these.
+        self.lock_table, self.topic, self.evidence_bucket, self.key = locks, topic, evidence, key
         self.outputs = {"lockTable": locks.name, "topicArn": topic.arn, "evidenceBucket": evidence.name,
                         "piiQuarantineBucket": quarantine.name, "keyArn": key.arn}
         self.register_outputs(self.outputs)

@@ -23,6 +23,7 @@ from components.model_registry import ModelRegistry, ModelRegistryArgs
 from components.network import Network, NetworkArgs
 from components.operations import Operations, OperationsArgs
 from components.placement import DataPlacement
+from components.release_controller import ReleaseController, ReleaseControllerArgs, stalled_after_seconds, wanted
 from components.retrieval_index import RetrievalIndex, RetrievalIndexArgs
 from components.vllm_service import VllmService, VllmServiceArgs
 
@@ -31,6 +32,7 @@ from components.vllm_service import VllmService, VllmServiceArgs
 class RegionArgs:
     config: StackConfig
     region: str
+    operations: Operations | None = None  # the primary region's, for a secondary region (its release controller)
 
 
 class Region(pulumi.ComponentResource):
@@ -95,11 +97,24 @@ class Region(pulumi.ComponentResource):
             for model in cfg.models
         }
 
+        controlled = wanted(cfg)
         AlertRules(f"{name}-alerts", AlertRulesArgs(alerting=cfg.alerting, models=cfg.models, environment=cfg.environment,
-                                                     region=region, tags=tags), opts=on_cluster)
+                                                     region=region, tags=tags,
+                                                     release_stalled_after_seconds=stalled_after_seconds(cfg) if controlled
+                                                     else None), opts=on_cluster)
 
         operations = (Operations(name, OperationsArgs(environment=cfg.environment, tags=tags), opts=on_aws)
                       if self.role == "primary" else None)
+        self.operations = operations or args.operations
+        controller = None
+        if controlled:
+            if self.operations is None:
+                raise ValueError(f"region {region}: a release controller needs the primary region's Operations")
+            controller = ReleaseController(name, ReleaseControllerArgs(
+                config=cfg, region=region, namespace=gateway.namespace, tracking_uri=registry.tracking_uri,
+                oidc_provider=cluster.oidc_provider, operations=self.operations, tags=tags),
+                opts=pulumi.ResourceOptions(parent=self, providers=[provider, cluster.provider],
+                                            depends_on=[gateway, *self.models.values()]))
 
         self.outputs = {
             "role": self.role,
@@ -116,5 +131,6 @@ class Region(pulumi.ComponentResource):
             "retrievalFingerprints": index.fingerprints,
             "snapshotBucket": index.snapshot_bucket.name,
             "releases": {model: service.release_id for model, service in self.models.items()},
+            "releaseController": controller.outputs if controller else None,
         }
         self.register_outputs(self.outputs)

@@ -17,7 +17,7 @@ from components.config.base import (
     ConfigError,
     region_code,
 )
-from components.config.loading import load, load_file, parse
+from components.config.loading import load, load_file, parse, stack_file_config
 from components.config.rollout import Rollout, RolloutMetric
 from components.config.sections import (
     Alerting,
@@ -67,5 +67,5 @@ __all__ = [
     "FeatureStore", "Freshness", "GpuPool", "IndexConfig", "Model", "Network", "PolicyEnforcement", "Redis", "Regions",
     "Registry", "RegistryRef", "Release", "ReplicaShare", "Resources", "Retrieval", "Serving", "Slo", "Standby",
     "StackConfig", "Startup", "SystemPool", "TimeToFirstToken", "Tools", "load", "load_file", "model_cache_gib", "parse",
-    "region_code", "replica_resources", "replica_share", "rollout_surge",
+    "region_code", "replica_resources", "replica_share", "rollout_surge", "stack_file_config",
 ]

@@ -54,6 +54,14 @@ def load_file(path: str | Path) -> StackConfig:
     return parse(flat, str(path))
 
 
+def stack_file_config(stack: StackConfig) -> dict[str, Any]:
+    """The inverse of `load_file`: the `config:` of a stack file that parses to `stack` (`llmops:<key>` -> value,
+    camelCase keys, defaults spelt out). For a copy of the deployed config where the stack file is not (the
+    release controller's pod). The config holds no secrets; a `secure:` key would need masking first."""
+    data = stack.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return {f"{NAMESPACE}:{key}": value for key, value in data.items()}
+
+
 def _decode(raw: Any) -> Any:
     """Objects and lists reach the program as JSON text (as the CLI passes them); scalars stay text."""
     if not isinstance(raw, str):

@@ -25,7 +25,7 @@ from components.manifests.route import canary_backend, stable_backend
 
 WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
 _HOURS = {"5m": 5 / 60, "30m": 0.5, "1h": 1, "2h": 2, "6h": 6, "1d": 24, "3d": 72}
-RUNBOOKS = ("rollback", "failover", "reindex", "pii-incident")
+RUNBOOKS = ("rollback", "failover", "reindex", "pii-incident", "release-controller")
 
 
 @dataclass(frozen=True)
@@ -279,12 +279,39 @@ def index_alerts(context: RuleContext) -> list[dict[str, Any]]:
     ]
 
 
-def rule_groups(slos: Sequence[SloSpec], context: RuleContext) -> list[dict[str, Any]]:
-    return [slo_group(spec, context) for spec in slos] + [
+def release_controller_alerts(context: RuleContext, stalled_after_seconds: int) -> list[dict[str, Any]]:
+    """The controller records a decision -- hold included -- for every model with a rollout policy at each interval.
+    None for `stalled_after_seconds` (stalledIntervals x the slowest policy's interval) means its loop is stuck; no
+    series at all means it is not running or not scraped.
+
+    A ticket, not a page: a stalled controller changes nothing by itself. Canaries stay at their weight (it cannot
+    promote them), and the SLO burn alerts still page on the errors and latency users see from stable and canary
+    alike. What is lost is the automatic judgement of the canary's share, which a person can take over by day."""
+    last = f'llmops_release_last_decision_timestamp_seconds{{namespace="{context.serving_namespace}"}}'
+    return [alert(
+        context, "LlmopsReleaseControllerStalled",
+        f"time() - max by (model) ({last}) > {stalled_after_seconds}\n or absent({last})",
+        for_="2m", severity="ticket", runbook="release-controller",
+        summary=f"The release controller in {context.region} has stopped deciding",
+        description=(f"No canary decision for more than {stalled_after_seconds}s, or no decisions exported at all: "
+                     "canaries stay at their current weight, unjudged (quality limits are not enforced on their "
+                     "traffic) and nothing is promoted or rolled back automatically. Restore the controller; if "
+                     "that takes long, set the canary weight to 0."),
+    )]
+
+
+def rule_groups(slos: Sequence[SloSpec], context: RuleContext,
+                release_stalled_after_seconds: int | None = None) -> list[dict[str, Any]]:
+    """Every group; with a release controller (`release_stalled_after_seconds`), its own group too."""
+    groups = [slo_group(spec, context) for spec in slos] + [
         {"name": "llmops-serving", "rules": serving_alerts([s.model for s in slos], context)},
         {"name": "llmops-gpu", "rules": gpu_alerts(context)},
         {"name": "llmops-data", "rules": data_alerts(context) + pii_alerts(context) + index_alerts(context)},
     ]
+    if release_stalled_after_seconds is not None:
+        groups.append({"name": "llmops-release",
+                       "rules": release_controller_alerts(context, release_stalled_after_seconds)})
+    return groups
 
 
 def prometheus_rule(*, name: str, namespace: str, groups: list[dict[str, Any]], tags: Mapping[str, str],

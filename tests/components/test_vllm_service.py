@@ -19,7 +19,9 @@ STACKS = ["dev", "staging", "prod"]
 
 
 def serving_deployments(plan):
-    return [d for d in objects_of(plan, "Deployment") if d["metadata"]["namespace"] == "serving"]
+    """The models' Deployments (the release controller runs in `serving` too)."""
+    return [d for d in objects_of(plan, "Deployment")
+            if d["metadata"]["namespace"] == "serving" and vllm.MODEL_LABEL in d["metadata"]["labels"]]
 
 
 def by_name(objects):
@@ -138,6 +140,8 @@ def test_no_rollout_needs_more_gpus_than_the_pool_holds(plans, stack):
             obj = resource.inputs
             if resource.provider != provider.urn or obj["kind"] != "Deployment" or obj["metadata"]["namespace"] != "serving":
                 continue
+            if vllm.MODEL_LABEL not in obj["metadata"]["labels"]:
+                continue  # the release controller: no GPU
             pod = obj["spec"]["template"]["spec"]
             gpus = int(pod["containers"][0]["resources"]["limits"][GPU_RESOURCE])
             ceiling = scaled.get(("serving", obj["metadata"]["name"]), obj["spec"].get("replicas", 1))
