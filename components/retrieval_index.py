@@ -13,13 +13,14 @@ import pulumi
 
 from components.bucket import SecureBucket, SecureBucketArgs
 from components.config import Retrieval, Tools
+from components.config.releases import retrieval_fingerprints
 from components.identity import bucket_statements, role_policy, secret_statements, service_account_role
 from components.keys import generated_secret, rotating_key
 from components.kubernetes import kubernetes_objects, late
 from components.manifests.qdrant import NAME, QdrantSpec, qdrant_objects
 from components.manifests.workload import namespace
 from components.placement import DataPlacement
-from components.release import index_fingerprint, recorded_config
+from components.release import recorded_config
 
 NAMESPACE = "retrieval"
 API_KEY_VERSION = 1
@@ -81,7 +82,7 @@ class RetrievalIndex(pulumi.ComponentResource):
                 lambda a: corpus_listing_statements(corpora) + secret_statements(a[0], a[1])), parent=self)
             late_values["freshness_role_arn"] = freshness.arn
 
-        self.fingerprints = {index.name: index_fingerprint(index) for index in cfg.indexes}
+        self.fingerprints = retrieval_fingerprints(cfg)
         spec = QdrantSpec(
             namespace=NAMESPACE, image=cfg.image, aws_cli_image=args.tools.aws_cli_image, curl_image=args.tools.curl_image,
             storage_gib=cfg.storage_gib, region=args.placement.region, server_role_arn=late("server_role_arn"),

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 import pulumi
 
-from components.config import GpuPool, Model, Release, Serving, model_cache_gib, replica_resources
+from components.config import GpuPool, Model, Serving, model_cache_gib, replica_resources
+from components.config.releases import release_of
 from components.kubernetes import kubernetes_objects
 from components.manifests.gateway import model_hostnames
 from components.manifests.route import CANARY, STABLE, stable_weight
-from components.manifests.vllm import Track, VllmSpec, model_dir, serving_args, vllm_objects
-from components.release import ReleaseParts, release_parts
+from components.manifests.vllm import Track, VllmSpec, vllm_objects
 
 
 @dataclass(frozen=True)
@@ -29,15 +29,6 @@ class VllmServiceArgs:
     retrieval_fingerprints: Mapping[str, str]
     tags: Mapping[str, str]
     cold: bool = False  # a cold standby region: no replicas (and no canary) until failover scales it up
-
-
-def release_of(model: Model, release: Release, fingerprints: Mapping[str, str]) -> ReleaseParts:
-    args = serving_args(name=model.name, model_dir=model_dir(model.registry.model, release.version),
-                        tensor_parallel_size=model.tensor_parallel_size, max_model_len=model.max_model_len,
-                        gpu_memory_utilization=model.gpu_memory_utilization)
-    return release_parts(registered_model=model.registry.model, model_version=release.version, image=model.image,
-                         serving_args=args, prompt_version=release.prompt_version, feature_view=release.feature_view,
-                         retrieval_fingerprint=fingerprints.get(release.retrieval_index) if release.retrieval_index else None)
 
 
 def vllm_spec(args: VllmServiceArgs) -> VllmSpec:
