@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from components import config as stack_config
-from components.manifests.alert_rules import availability_error_ratio, latency_error_ratio
 from components.manifests.route import (
     canary_takes_traffic,
     canary_weight,
@@ -31,7 +30,7 @@ from components.manifests.route import (
     weights_patch,
     weights_with_canary,
 )
-from components.manifests.vllm import RELEASE_ANNOTATION, RELEASE_LABEL, RELEASE_PARTS_ANNOTATION, VERSION_LABEL, model_dir
+from components.manifests.vllm import RELEASE_ANNOTATION, RELEASE_PARTS_ANNOTATION, model_dir
 from components.release import RELEASE_TAG, VALIDATED_TAG, VALIDATED_VALUE, ReleaseParts
 from runbooks.engine import (
     Change,
@@ -42,28 +41,31 @@ from runbooks.engine import (
     Runbook,
     RunContext,
     Step,
-    StepFailed,
     TransientError,
     WorldChanged,
     always_run,
 )
 from runbooks.engine.records import operator
 from runbooks.params import switch
-from runbooks.ports import Cluster, Registry, Signals
+from runbooks.serving_release import (
+    PRODUCTION,
+    ROLLED_BACK_TAG,
+    ServingBackends,
+    connect_serving,
+    deployed_release,
+    image_with,
+    patch_to_release,
+    rolled_back,
+    rollout_complete,
+    slo_readings,
+    verify_slo,
+    wait_for_rollout,
+)
 from runbooks.stack_file import canary_weight_edit, edit_stack_file, release_edit
-from runbooks.targets import Targets, require
+from runbooks.targets import Targets
 
-PRODUCTION, LAST_KNOWN_GOOD = "production", "last-known-good"
-# On a version a rollback moved away from: {"run_id", "to", "at", "by"}. Never chosen as known-good again.
-ROLLED_BACK_TAG = "llmops.rolled_back"
-
-
-@dataclass
-class Backends:
-    targets: Targets
-    registry: Registry
-    cluster: Cluster
-    signals: Signals
+LAST_KNOWN_GOOD = "last-known-good"
+Backends = ServingBackends
 
 
 @dataclass
@@ -89,20 +91,7 @@ Ctx = RunContext[Facts, Backends]
 
 
 def connect(targets: Targets) -> Backends:
-    from runbooks.adapters.kubernetes_cluster import KubernetesCluster
-    from runbooks.adapters.mlflow_registry import MlflowRegistry
-    from runbooks.adapters.prometheus import Prometheus
-
-    require(targets, "rollback", "registry", "kubernetes", "prometheus")
-    assert targets.registry and targets.kubernetes and targets.prometheus
-    k8s = targets.kubernetes
-    return Backends(targets=targets, registry=MlflowRegistry(targets.registry.tracking_uri),
-                    cluster=KubernetesCluster(host=k8s.host, context=k8s.context, kubeconfig=k8s.kubeconfig),
-                    signals=Prometheus(targets.prometheus.url))
-
-
-def _escape(key: str) -> str:
-    return key.replace("~", "~0").replace("/", "~1")  # JSON pointer
+    return connect_serving(targets, "rollback")
 
 
 # --- prepare: read the world, choose the known-good release ----------------------------------------------
@@ -150,23 +139,13 @@ def prepare(ctx: Preparing[Backends]) -> Facts:
     leaving = sorted(serving - {target}, key=int)
     return Facts(
         service=service, registered_model=registered, namespace=namespace,
-        rolled_back_from=leaving, marked={v: _rolled_back(versions.get(v)) for v in leaving},
+        rolled_back_from=leaving, marked={v: rolled_back(versions.get(v)) for v in leaving},
         current_version=current, target_version=target, target_release=parts.to_dict(),
-        target_release_id=parts.release_id, target_image=_image_with(deployment, parts.image_digest),
+        target_release_id=parts.release_id, target_image=image_with(deployment, parts.image_digest),
         deployed_release_id=annotations.get(RELEASE_ANNOTATION), deployed_version=deployed.get("model_version"),
         route_weights=route_weights(route) if route is not None else {},
         slo={"availability": model.slo.availability.objective, "ttft_objective": model.slo.time_to_first_token.objective,
              "ttft_threshold": model.slo.time_to_first_token.threshold_seconds})
-
-
-def _rolled_back(version: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The rollback marker on a version (which run rolled back from it, to what), or None."""
-    raw = (version or {}).get("tags", {}).get(ROLLED_BACK_TAG)
-    try:
-        found = json.loads(raw) if raw else None
-    except ValueError:
-        found = {"run_id": "?", "to": None}  # a damaged marker still marks the version
-    return found if isinstance(found, dict) else None
 
 
 def _choose_target(ctx: Preparing[Backends], registered: str, serving: set[str],
@@ -176,7 +155,7 @@ def _choose_target(ctx: Preparing[Backends], registered: str, serving: set[str],
     force = bool(ctx.params.get("force"))
     requested = ctx.params.get("to")
     validated = {n for n, v in versions.items() if v["tags"].get(VALIDATED_TAG) == VALIDATED_VALUE}
-    bad = {n: m for n, v in versions.items() if (m := _rolled_back(v)) is not None}
+    bad = {n: m for n, v in versions.items() if (m := rolled_back(v)) is not None}
     if requested:
         target = str(requested)
         if serving == {target}:
@@ -237,16 +216,6 @@ def _target_release(version: dict[str, Any], deployed: dict[str, Any], registere
                         feature_view=base.get("feature_view"), retrieval_fingerprint=base.get("retrieval_fingerprint"))
 
 
-def _image_with(deployment: dict[str, Any], digest: str) -> str:
-    container = _container(deployment, "vllm")
-    return container["image"].rsplit("@", 1)[0] + "@" + digest
-
-
-def _container(deployment: dict[str, Any], name: str, init: bool = False) -> dict[str, Any]:
-    pod = deployment["spec"]["template"]["spec"]
-    return next(c for c in pod.get("initContainers" if init else "containers") or [] if c["name"] == name)
-
-
 # --- steps ----------------------------------------------------------------------------------------------------
 
 def _mark_plan(ctx: Ctx) -> Change | None:
@@ -263,7 +232,7 @@ def _mark_plan(ctx: Ctx) -> Change | None:
 def _marked(ctx: Ctx) -> bool:
     f = ctx.facts
     registry = ctx.backends.registry
-    return all((_rolled_back(registry.version(f.registered_model, v)) or {}).get("run_id") == ctx.run_id
+    return all((rolled_back(registry.version(f.registered_model, v)) or {}).get("run_id") == ctx.run_id
                for v in f.rolled_back_from)
 
 
@@ -307,38 +276,13 @@ def _deployment_plan(ctx: Ctx) -> Change | None:
 
 def _deployed_release(ctx: Ctx) -> str | None:
     f = ctx.facts
-    deployment = ctx.backends.cluster.deployment(f.namespace, f.service) or {"metadata": {}}
-    return (deployment["metadata"].get("annotations") or {}).get(RELEASE_ANNOTATION)
+    return deployed_release(ctx.backends.cluster.deployment(f.namespace, f.service))
 
 
 def _patch_deployment(ctx: Ctx) -> dict[str, Any]:
     f = ctx.facts
-    deployment = ctx.backends.cluster.deployment(f.namespace, f.service)
-    if deployment is None:
-        raise WorldChanged(f"Deployment {f.namespace}/{f.service} is gone since the plan; re-plan")
     parts = ReleaseParts(**{**f.target_release, "serving_args": tuple(f.target_release["serving_args"])})
-    pod = deployment["spec"]["template"]["spec"]
-    vllm = next(i for i, c in enumerate(pod["containers"]) if c["name"] == "vllm")
-    fetch = next(i for i, c in enumerate(pod.get("initContainers") or []) if c["name"] == "model-fetch")
-    fetch_command = list(pod["initContainers"][fetch]["command"])
-    uri = fetch_command.index("--artifact-uri") + 1
-    fetch_command[uri] = f"models:/{parts.registered_model}/{parts.model_version}"
-    fetch_command[fetch_command.index("--dst-path") + 1] = model_dir(parts.registered_model, parts.model_version)
-    annotations = {RELEASE_ANNOTATION: parts.release_id, RELEASE_PARTS_ANNOTATION: json.dumps(parts.to_dict(), sort_keys=True)}
-    labels = {VERSION_LABEL: parts.model_version, RELEASE_LABEL: parts.release_id}
-    seen = (deployment["metadata"].get("annotations") or {}).get(RELEASE_ANNOTATION)
-    operations: list[dict[str, Any]] = [
-        {"op": "test", "path": f"/metadata/annotations/{_escape(RELEASE_ANNOTATION)}", "value": seen}]
-    for root in ("/metadata", "/spec/template/metadata"):
-        operations += [{"op": "replace", "path": f"{root}/annotations/{_escape(k)}", "value": v} for k, v in annotations.items()]
-        operations += [{"op": "replace", "path": f"{root}/labels/{_escape(k)}", "value": v} for k, v in labels.items()]
-    operations += [
-        {"op": "replace", "path": f"/spec/template/spec/containers/{vllm}/args", "value": list(parts.serving_args)},
-        {"op": "replace", "path": f"/spec/template/spec/containers/{vllm}/image", "value": f.target_image},
-        {"op": "replace", "path": f"/spec/template/spec/initContainers/{fetch}/command", "value": fetch_command},
-    ]
-    ctx.backends.cluster.patch_deployment(f.namespace, f.service, operations)
-    return {"release": parts.release_id, "patched_at": time.time()}
+    return patch_to_release(ctx.backends.cluster, f.namespace, f.service, parts, f.target_image)
 
 
 def _canary_plan(ctx: Ctx) -> Change | None:
@@ -373,64 +317,27 @@ def _zero_canary(ctx: Ctx) -> dict[str, Any]:
 
 def _rollout_complete(ctx: Ctx) -> bool:
     f = ctx.facts
-    deployment = ctx.backends.cluster.deployment(f.namespace, f.service)
-    if deployment is None:
-        return False
-    metadata, status = deployment["metadata"], deployment.get("status") or {}
-    wanted = deployment["spec"].get("replicas") or status.get("replicas") or 1
-    on_target = (metadata.get("annotations") or {}).get(RELEASE_ANNOTATION) == f.target_release_id
-    observed = metadata.get("generation") is None or (status.get("observedGeneration") or 0) >= metadata["generation"]
-    counts = [status.get(k) or 0 for k in ("updatedReplicas", "availableReplicas", "replicas")]
-    return on_target and observed and counts == [wanted, wanted, wanted]
+    return rollout_complete(ctx.backends.cluster, f.namespace, f.service, f.target_release_id)
 
 
 def _wait_rollout(ctx: Ctx) -> dict[str, Any]:
-    poll = ctx.backends.targets.rollout.poll_seconds
-    began = time.monotonic()
-    deadline = min(ctx.deadline, began + ctx.backends.targets.rollout.timeout_seconds)
-    while not _rollout_complete(ctx):
-        if time.monotonic() + poll > deadline:
-            raise StepFailed(f"the rollout of {ctx.facts.service} did not complete within the step's timeout")
-        ctx.progress(f"  wait-for-rollout: {ctx.facts.service} not yet fully on the known-good release "
-                     f"({time.monotonic() - began:.0f}s)")
-        time.sleep(poll)
-    return {"completed_at": time.time(), "waited_seconds": round(time.monotonic() - began, 3)}
+    f = ctx.facts
+    return wait_for_rollout(ctx.backends.cluster, f.namespace, f.service, f.target_release_id,
+                            timing=ctx.backends.targets.rollout, deadline=ctx.deadline, progress=ctx.progress,
+                            what="the known-good release")
 
 
 def readings(ctx: Ctx, window_seconds: int) -> dict[str, Any]:
-    f, b = ctx.facts, ctx.backends
-    ns, window, slo = f.namespace, f"{window_seconds}s", f.slo
-    page = b.signals.vector(f'ALERTS{{alertstate="firing",severity="page",model="{f.service}"}}')
-    return {
-        "window": window,
-        "availability_error_ratio": b.signals.scalar(availability_error_ratio(f.service, ns, window)),
-        "latency_error_ratio": b.signals.scalar(latency_error_ratio(f.service, ns, window, slo["ttft_threshold"])),
-        "availability_budget": round(1 - slo["availability"] / 100, 6),
-        "latency_budget": round(1 - slo["ttft_objective"] / 100, 6),
-        "page_alerts": sorted(a["metric"].get("alertname", "?") for a in page),
-    }
-
-
-def _within_slo(r: dict[str, Any]) -> bool:
-    return (r["availability_error_ratio"] is not None and r["latency_error_ratio"] is not None
-            and r["availability_error_ratio"] <= r["availability_budget"]
-            and r["latency_error_ratio"] <= r["latency_budget"] and not r["page_alerts"])
+    f = ctx.facts
+    return slo_readings(ctx.backends.signals, f.service, f.namespace, f.slo, window_seconds)
 
 
 def _verify_slo(ctx: Ctx) -> dict[str, Any]:
     """Poll until a full window of traffic after the rollout is within the SLOs and nothing pages."""
-    verification = ctx.backends.targets.verification
+    f, verification = ctx.facts, ctx.backends.targets.verification
     ready_at = float(ctx.outputs.get("wait-for-rollout", {}).get("completed_at", time.time())) + verification.window_seconds
-    deadline = min(ctx.deadline, time.monotonic() + verification.timeout_seconds)
-    while True:
-        current = readings(ctx, verification.window_seconds)
-        if time.time() >= ready_at and _within_slo(current):
-            return {"verified_at": time.time(), **current}
-        if time.monotonic() + verification.poll_seconds > deadline:
-            raise StepFailed(f"{ctx.facts.service} is not back within its SLOs: {json.dumps(current)}")
-        ctx.progress(f"  verify-slo: errors {current['availability_error_ratio']}, slow first tokens "
-                     f"{current['latency_error_ratio']}, paging {current['page_alerts'] or 'nothing'}")
-        time.sleep(verification.poll_seconds)
+    return verify_slo(ctx.backends.signals, f.service, f.namespace, f.slo, verification=verification, ready_at=ready_at,
+                      deadline=ctx.deadline, progress=ctx.progress, failure=f"{f.service} is not back within its SLOs")
 
 
 def _model_in_stack(ctx: Ctx) -> stack_config.Model:
