@@ -70,15 +70,16 @@ def edit_stack_file(path: Path, *changes: Edit) -> None:
 # --- typed edits --------------------------------------------------------------------------------------------------
 
 def release_edit(model_name: str, version: str, prompt_version: str | None = None,
-                 feature_view: str | None = None) -> Edit:
-    """Pin `model_name`'s stable release to `version` (and the prompt version and feature view, when given)."""
+                 feature_view: str | None = None, retrieval_index: str | None = None) -> Edit:
+    """Pin `model_name`'s stable release to `version` (and the prompt version, feature view and retrieval index, when
+    given)."""
     def edit(document: Any) -> None:
         release = _model(document, model_name)[_key(Model, "release")]
         _put(release, Release, "version", version)
-        if prompt_version is not None:
-            _put(release, Release, "prompt_version", prompt_version)
-        if feature_view is not None:
-            _put(release, Release, "feature_view", feature_view)
+        for field, value in (("prompt_version", prompt_version), ("feature_view", feature_view),
+                             ("retrieval_index", retrieval_index)):
+            if value is not None:
+                _put(release, Release, field, value)
     return edit
 
 
@@ -93,6 +94,16 @@ def canary_weight_edit(model_name: str, weight: int) -> Edit:
             raise StackFileError(f"{MODELS}: model {model_name!r} has no canary to give weight {weight}; "
                                  f"add its {_key(Model, 'canary')} section (release, weight) instead")
         _put(canary, Canary, "weight", weight)
+    return edit
+
+
+def canary_removal_edit(model_name: str) -> Edit:
+    """Remove `model_name`'s canary section: its release became the stable one (a canary may not equal the stable
+    release). A model without a canary is nothing to do."""
+    def edit(document: Any) -> None:
+        model = _model(document, model_name)
+        if _key(Model, "canary") in model:
+            _remove(model, _key(Model, "canary"))
     return edit
 
 
