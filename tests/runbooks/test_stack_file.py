@@ -11,6 +11,7 @@ import pytest
 from components import config as stack_config
 from runbooks.stack_file import (
     StackFileError,
+    canary_removal_edit,
     canary_weight_edit,
     edit_stack_file,
     pin_release,
@@ -157,3 +158,18 @@ def test_edits_combine_into_one_validated_write(prod):
     edit_stack_file(prod, release_edit("chat", "8"), canary_weight_edit("chat", 10))
     chat = stack_config.load_file(prod).models[0]
     assert (chat.release.version, chat.canary.weight) == ("8", 10)
+
+
+def test_a_promoted_canary_becomes_the_release_and_its_section_goes(prod):
+    before = prod.read_text()
+    edit_stack_file(prod, release_edit("chat", "10", "chat-2026-11-01", "user_context:v2", "docs"),
+                    canary_removal_edit("chat"))
+    chat = stack_config.load_file(prod).models[0]
+    assert (chat.release.version, chat.release.retrieval_index, chat.canary) == ("10", "docs", None)
+    after = prod.read_text()
+    assert "canary:" not in after.split("name: chat-small")[0]
+    # the rest stays as it was, the rollout policy's comment included
+    assert len(before.splitlines()) - len(after.splitlines()) == 8
+    assert "      rollout:                    # in prod the controller rolls back and pauses on its own" in after
+    edit_stack_file(prod, canary_removal_edit("chat"))  # nothing left to remove
+    assert prod.read_text() == after
