@@ -5,9 +5,10 @@ from typing import Any
 from runbooks.engine import Runbook
 from runbooks.failover import FAILOVER
 from runbooks.pii_incident import PII_INCIDENT
+from runbooks.promote import PROMOTE
 from runbooks.reindex import REINDEX
 from runbooks.rollback import ROLLBACK
 from runbooks.rollback_canary import ROLLBACK_CANARY
 
-RUNBOOKS: dict[str, Runbook[Any, Any]] = {runbook.name: runbook for runbook in (ROLLBACK, ROLLBACK_CANARY, FAILOVER, REINDEX,
-                                                                                 PII_INCIDENT)}
+RUNBOOKS: dict[str, Runbook[Any, Any]] = {runbook.name: runbook for runbook in (ROLLBACK, ROLLBACK_CANARY, PROMOTE, FAILOVER,
+                                                                                 REINDEX, PII_INCIDENT)}

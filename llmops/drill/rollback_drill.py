@@ -158,6 +158,7 @@ class RollbackDrill:
     def reset(self) -> None:
         """The bad release live again, and fresh files: a run starts from the same world every time."""
         self.controller.reset()
+        self.vllm.bad_versions = set(BAD_VERSIONS)
         self.k8s.forget_requests()
         self.k8s.seed(copy.deepcopy(self.deployment), copy.deepcopy(self.route))
         client = self.registry.client
@@ -181,6 +182,11 @@ class RollbackDrill:
             self._fresh_dir(name)
         self.targets_dir = self._fresh_dir("targets")
         self.write_targets()
+
+    def serve_healthy_canary(self) -> None:
+        """The canary's release (version 4) answers well until the next reset: promoting it brings the stable release
+        within its SLOs, as a canary that earned its promotion would."""
+        self.vllm.bad_versions = BAD_VERSIONS - {"4"}
 
     def wait_until_degraded(self, timeout: float = 30) -> None:
         """Until Prometheus sees the bad release: errors over the window, and the page alert firing."""
