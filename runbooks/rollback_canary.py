@@ -72,7 +72,8 @@ def connect(targets: Targets) -> Backends:
     assert targets.registry and targets.kubernetes and targets.prometheus
     k8s = targets.kubernetes
     return Backends(targets=targets, registry=MlflowRegistry(targets.registry.tracking_uri),
-                    cluster=KubernetesCluster(host=k8s.host, context=k8s.context, kubeconfig=k8s.kubeconfig),
+                    cluster=KubernetesCluster(host=k8s.host, context=k8s.context, kubeconfig=k8s.kubeconfig,
+                                                      in_cluster=k8s.in_cluster),
                     signals=Prometheus(targets.prometheus.url))
 
 

@@ -41,7 +41,8 @@ def connect_serving(targets: Targets, runbook: str) -> ServingBackends:
     assert targets.registry and targets.kubernetes and targets.prometheus
     k8s = targets.kubernetes
     return ServingBackends(targets=targets, registry=MlflowRegistry(targets.registry.tracking_uri),
-                           cluster=KubernetesCluster(host=k8s.host, context=k8s.context, kubeconfig=k8s.kubeconfig),
+                           cluster=KubernetesCluster(host=k8s.host, context=k8s.context, kubeconfig=k8s.kubeconfig,
+                                                      in_cluster=k8s.in_cluster),
                            signals=Prometheus(targets.prometheus.url))
 
 

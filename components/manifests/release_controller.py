@@ -69,7 +69,9 @@ def targets_document(*, environment: str, region: str, operations_region: str, n
     records = f"s3://{records_bucket}/{records_prefix(region)}"
     return {
         "environment": environment,
-        "stack_file": f"{TARGETS_DIR}/{stack_file_name(environment)}",
+        # A writable copy (the init container's): the runbooks pin their changes in it, and say so in their evidence
+        # and notifications, for a person to commit to the repository.
+        "stack_file": f"{STATE_MOUNT}/{stack_file_name(environment)}",
         "aws": {"region": operations_region},
         "registry": {"tracking_uri": tracking_uri},
         "kubernetes": {"in_cluster": True, "namespace": namespace},
@@ -163,6 +165,14 @@ def deployment(spec: ReleaseControllerSpec) -> dict[str, Any]:
                     "automountServiceAccountToken": True,
                     "securityContext": pod_security_context(),
                     "terminationGracePeriodSeconds": 60,  # time to journal the step in progress and release the lock
+                    # The stack config is mounted read-only; the runbooks edit a copy of it in the state volume.
+                    "initContainers": [{
+                        "name": "stack-file", "image": spec.image,
+                        "command": ["cp", f"{TARGETS_DIR}/{stack_file_name(spec.environment)}",
+                                    f"{STATE_MOUNT}/{stack_file_name(spec.environment)}"],
+                        "resources": resources("100m", "128Mi"), "securityContext": container_security_context(),
+                        "volumeMounts": [{"name": "targets", "mountPath": TARGETS_DIR, "readOnly": True},
+                                         {"name": "state", "mountPath": STATE_MOUNT}]}],
                     "containers": [_container(spec)],
                     "volumes": [{"name": "targets", "configMap": {"name": f"{NAME}-targets"}},
                                 scratch_volume("state", "1Gi"), scratch_volume("tmp", "1Gi")],

@@ -176,7 +176,9 @@ def test_one_hardened_replica_runs_watch_for_its_region_with_the_irsa_role(plans
         assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         (container,) = pod["containers"]
-        assert not pod.get("initContainers")
+        (copy,) = pod["initContainers"]  # the stack config, copied where the runbooks may pin their changes
+        assert copy["command"] == ["cp", f"/etc/llmops/targets/Pulumi.{stack}.yaml", f"/var/lib/llmops/Pulumi.{stack}.yaml"]
+        assert copy["image"] == cfg.release_controller.image and copy["securityContext"]["readOnlyRootFilesystem"]
         assert container["image"] == cfg.release_controller.image
         assert container["command"] == ["llmops", "release", "watch", "--env", stack, "--region", region,
                                         "--metrics-port", "9109"]
@@ -220,13 +222,14 @@ def test_the_targets_in_the_configmap_load_as_runbook_targets_for_the_pod(plans,
         assert (targets.audit.uri, targets.evidence.uri) == (f"{records}/audit", f"{records}/evidence")
         assert targets.audit.kms_key_id == targets.evidence.kms_key_id == ops["keyArn"]
         assert targets.notifications.topic_arn == ops["topicArn"]
-        # In the pod: the stack file sits beside the targets, and the state under a writable emptyDir.
+        # In the pod: the stack file is the init container's copy in the writable state emptyDir.
         pod = deployments[provider]["spec"]["template"]["spec"]
         (container,) = pod["containers"]
         mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
         env = {e["name"]: e["value"] for e in container["env"]}
-        assert targets.stack_file == f"{env['LLMOPS_TARGETS_DIR']}/Pulumi.{stack}.yaml"
+        assert env["LLMOPS_TARGETS_DIR"] == "/etc/llmops/targets"
         state_mount = next(path for path in mounts if targets.state_dir.startswith(path + "/"))
+        assert targets.stack_file == f"{state_mount}/Pulumi.{stack}.yaml"
         assert "emptyDir" in next(v for v in pod["volumes"] if v["name"] == mounts[state_mount])
         # The stack file is the deployed config: it parses to the same StackConfig.
         assert config.load_file(directory / f"Pulumi.{stack}.yaml") == cfg
