@@ -9,8 +9,11 @@ regression's onset) and has a lognormal time to first token (median 0.25 s, sigm
 Prometheus-like buckets 0.001 ... 80, +Inf. An interval that straddles the onset mixes both in proportion.
 The policy is the default rollout (steps 5, 10, 25, 50, 100; 60 s dwell; 200 canary requests a step; a false-rollback
 rate of 0.2%) with the two signals this traffic has, error_rate and ttft_p95 (which the model's SLO threshold,
-1 s, also bounds): h = log(3 / 0.002) + log 5 = 8.9. A full promotion walks every step, 100% included, until the
-analysis says finish; the analysis is told the new weight the interval it says promote.
+1 s, also bounds), so error_rate fails at h = log(2 / 0.002) + log 5 = 8.5 and ttft_p95 at log(4 / 0.002) + log 5 =
+9.2; healthy-prod-10 uses the prod stack's steps (1, 5, 10, 25, 50, 100), 300 s dwell and 1000 requests a step.
+A full promotion walks every step until the analysis says promote at 50% (the promotion to 100% ends it: with no
+stable traffic left, the comparisons have nothing to compare); the analysis is told the new weight the interval it
+says promote.
 
 Flagger-style rule, same traffic: every minute, the canary's last minute must have >= 99% successful requests and
 a p95 time to first token (bucket bound) within the SLO threshold; a minute without requests fails; the fifth
@@ -19,15 +22,18 @@ both have decided or 30 minutes have passed since the analysis rolled back, the 
 
 Scenarios and targets (time is from the regression's onset to the rollback decision):
 - err10x: errors 0.5% -> 5% at 10 canary requests/s, from the start: median <= 18 s; -random: onset uniform over
-  the steps that share traffic with the stable (reported; at 50% weight each canary error is weaker evidence);
+  the steps that share traffic with the stable (reported: at 50% weight each canary error is weaker evidence, and
+  an onset late in the 50% step reaches 100% before it is decided -- the share rolled back says how many);
 - hard: 50% errors at 1 request/s, from the start: median <= 18 s; -random as above;
 - healthy at 0.1, 1 and 10 requests/s: false rollbacks <= 0.5% of canaries over a full promotion;
 - no-traffic: the canary gets nothing for an hour (stable busy, then both idle): 0 rollbacks;
 - ttft: first tokens 1.5x slower (p95 +50%) at 10 requests/s, from the start: median <= 30 s; -random as above.
-Rates carry a 95% Wilson upper bound. Exit 1 if a target is missed.
+Rates carry a 95% Wilson upper bound; medians are over the canaries rolled back. Exit 1 if a target is missed.
+--calibrate replays the healthy scenarios with no threshold in reach and prints how often each check's statistic
+reaches each level: the measurement behind llmops.release.sequential.RESTART_ALLOWANCE.
 
     .venv/bin/python scripts/bench_analysis.py [--canaries 2000] [--seed 7] [--interval 5] [--workers N]
-                                               [--quick] [--json out.json] [--scenario NAME ...]
+                                               [--quick] [--json out.json] [--scenario NAME ...] [--calibrate]
 """
 
 from __future__ import annotations
@@ -224,7 +230,7 @@ def simulate_canary(scenario: Scenario, policy: Rollout, rng: np.random.Generato
                     metric = next(c.metric.metric for c in analysis.checks if c.failed)
                     decided_at = t
                 elif action == "promote":
-                    if analysis.step == len(policy.steps) - 1:
+                    if analysis.step >= len(policy.steps) - 2:  # to 100%: the canary becomes the stable release
                         decided, decided_at = "promoted", t
                     else:
                         analysis.advance(at=t)

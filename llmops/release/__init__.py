@@ -4,6 +4,7 @@ review or hold. Pure (no I/O, no clients): the release controller reads Promethe
 
 from llmops.release.analysis import Analysis, Decision
 from llmops.release.observation import Histogram, Observation, Traffic
-from llmops.release.sequential import events_to_detect, threshold
+from llmops.release.sequential import events_to_detect, samples_to_detect, threshold
 
-__all__ = ["Analysis", "Decision", "Histogram", "Observation", "Traffic", "events_to_detect", "threshold"]
+__all__ = ["Analysis", "Decision", "Histogram", "Observation", "Traffic", "events_to_detect", "samples_to_detect",
+           "threshold"]

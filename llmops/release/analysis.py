@@ -14,18 +14,28 @@ How each signal is judged (llmops/release/checks.py, sequential.py):
   for any scores in [0, 1] given only each interval's (sum, count); ttft's limit is "more than 5% of first tokens
   slower than max". tokens_per_request uses a normal approximation (the only one that is approximate).
 
-False rollbacks. A check fails when its statistic reaches h = log(n / false_rollback_rate) + log 5, where n is the
-number of sub-tests in the policy (the default policy's five metrics with an SLO threshold make six): the budget is
-split evenly, and log 5 is the measured allowance for the CUSUM's restarts (without the floor, Ville's inequality
-alone gives at most exp(-h) per test however often it looks). Measured with scripts/bench_analysis.py over full
-promotions of healthy canaries (error_rate and ttft_p95 checked, h = 8.9 for the default 0.2%): see BENCHMARK in
-that script's output; the figures are in README's release section. A person who sets falseRollbackRate sets h.
+False rollbacks. The policy's falseRollbackRate (0.2% by default) is the budget for a whole promotion: it is split
+evenly over the metrics, and a metric's share over its sub-tests (ttft_p95 has two when it has a limit). A CUSUM
+fails at h = log(1 / its share) + log 5 + 1.25 log(L / 240 s), L being the dwell at the steps below 100% (240 s
+for the default steps). Without the floor, Ville's inequality would give at most exp(-h) however often it looks;
+the floor restarts the test all along, and log 5 and the length term are the allowance measured for that
+(scripts/bench_analysis.py --calibrate: a check's statistic reaches h in 3 to 8 times exp(-h) of healthy default
+promotions at 0.1 to 10 canary requests/s, about 40 times with the prod policy's 6.25 times longer dwell). For the
+default policy (five metrics, an SLO threshold) error_rate and the judges fail at h = 9.4 (each may falsely act in
+at most 0.04% of promotions), ttft_p95 at 10.1 (0.02% per sub-test). Measured over full promotions of healthy
+canaries with error_rate and ttft_p95 (h = 8.5 and 9.2): 0 of 2000 rolled back at 0.1 canary requests/s, 3 of 2000
+at 1, 2 of 2000 at 10, 0 of 1000 with the prod policy at 10 -- all within the 0.2%.
 
-Sample sizes. The evidence needed is h nats; each canary error brings log(q1/q0) and each stable error costs a
-little. At 5% canary weight and h = 8.9, about 5 canary errors decide a hard failure (50% errors), about 7 a 10x
-regression (0.5% -> 5%), and about 49 a 2x one (0.5% -> 1%) -- at 10 canary requests per second that is about 1 s,
-15 s and 8 minutes of traffic. At 50% weight each canary error can bring at most log 2, so about 13 are needed
-however bad the canary is. `events_to_detect` computes these for other settings.
+Sample sizes (Wald's approximation, `events_to_detect` and `samples_to_detect` for other settings). The evidence
+needed is h nats. Against the stable, each canary error brings log(q1/q0) and each stable error costs a little: at
+5% canary weight and h = 9.4 about 5 canary errors decide a hard failure (50% errors), 8 a 10x regression
+(0.5% -> 5%) and 52 a 2x one (0.5% -> 1%): at 10 canary requests/s about 1 s, 15 s and 9 minutes of traffic. At
+50% weight one canary error can bring at most log 2, so at least 14 are needed however bad the canary is (16 for a
+hard failure). Slow first tokens count the same way: first tokens 1.5x slower (5.9x as many slower than the
+stable's p95 bucket) take about 12 slow canary first tokens at 5% weight. Absolute limits, in scored requests:
+toxicity at 5x its max takes about 580 (at 1.5x, 22,000: a limit on a rare event is slow to prove), groundedness
+at 0.73 against a min of 0.82 about 380, task_completion at 0.865 against 0.91 about 870, a TTFT p95 far over its
+limit (25% of first tokens slower) about 45 requests, one just over (7.5%) about 1,800.
 
 Promotion. A step promotes when its dwell time has passed, the canary served min_requests there, no check has
 failed, and every check has data at this step. 'undecided' does not block: the false-rollback rate is held

@@ -25,6 +25,8 @@ Verdict = Literal["pass", "fail", "undecided", "no_data"]
 
 # Absolute limits on shares (error_rate.max, the judges): the regression each is built for, as multiples of the limit.
 SHARE_ALTERNATIVES = (1.5, 5.0)
+# A limit of 0 ("none at all") cannot be proved broken by a ratio: it is judged as this small share instead.
+SHARE_FLOOR = 1e-4
 # ttft_p95 against `max` (or the SLO threshold): the p95 is over it when more than 5% of first tokens are slower.
 SLOW_SHARE = 0.05
 # tokens_per_request: 10% and 50% over the limit; the variance comes from the spread between intervals, so the check
@@ -33,8 +35,12 @@ TOKEN_ALTERNATIVES = (1.1, 1.5)
 TOKEN_MIN_INTERVALS = 10
 
 
+def _share_limit(limit: float) -> float:
+    return max(limit, SHARE_FLOOR)
+
+
 def _share_alternatives(limit: float) -> tuple[float, ...]:
-    return tuple(min(limit * factor, (1 + limit) / 2) for factor in SHARE_ALTERNATIVES)
+    return tuple(min(_share_limit(limit) * factor, (1 + limit) / 2) for factor in SHARE_ALTERNATIVES)
 
 
 def _ratio_alternatives(ratio: float) -> tuple[float, ...]:
@@ -52,13 +58,12 @@ def _percent(value: float | None) -> str:
 class Check:
     """The shared shape: named sub-tests (CUSUMs), a sticky failure, per-step counts, evidence."""
     metric: RolloutMetric
-    threshold: float = math.inf
+    subtests: list[tuple[str, Cusum]]  # (name, CUSUM): vs_stable, max or min
+    threshold: float = math.inf  # set by Analysis: the metric's share of the false-rollback budget
     failed_test: str | None = None
 
     def __init__(self, metric: RolloutMetric) -> None:
         self.metric = metric
-
-    subtests: list[tuple[str, Cusum]]  # (name, CUSUM): vs_stable, max or min
 
     @property
     def tests(self) -> int:
@@ -169,7 +174,7 @@ class ErrorRateCheck(Check):
             share = requests / (requests + stable_requests)
             self.vs_stable.update([split_llr(errors, stable_errors, share, k) for k in self.vs_stable.alternatives])
         if self.ceiling is not None and requests > 0 and self.metric.max is not None and self.metric.max < 1:
-            limit = self.metric.max
+            limit = _share_limit(self.metric.max)
             self.ceiling.update([share_llr(errors, requests, limit, p) for p in self.ceiling.alternatives])
         step = self.step
         step["canary_requests"] += requests
@@ -362,7 +367,7 @@ class ScoreCheck(Check):
         super().__init__(metric)
         self.upper = metric.max is not None
         limit = metric.max if metric.max is not None else 1 - (metric.min if metric.min is not None else 0.0)
-        self.share_limit = limit
+        self.share_limit = _share_limit(limit)
         self.cusum = Cusum(_share_alternatives(limit))
         self.subtests = [("max" if self.upper else "min", self.cusum)]
         self.step = {"sum": 0.0, "count": 0.0}

@@ -132,3 +132,11 @@ def events_to_detect(ratio: float, canary_share: float, level: float, alternativ
     stable_per_canary = (1 - q0) / (ratio * q0)
     best = max(split_llr(1.0, stable_per_canary, q0, k) for k in alternatives)
     return math.inf if best <= 0 else level / best
+
+
+def samples_to_detect(share: float, limit: float, level: float, alternatives: Sequence[float]) -> float:
+    """About how many scored requests an absolute check needs to cross `level` when the share it watches (errors,
+    slow first tokens, a judge's shortfall) is really `share` against a `limit`: the level over the mean evidence
+    per request (the Kullback-Leibler divergence), for the best alternative. Wald's approximation; no overshoot."""
+    best = max(share * math.log(p / limit) + (1 - share) * math.log((1 - p) / (1 - limit)) for p in alternatives)
+    return math.inf if best <= 0 else level / best

@@ -14,7 +14,16 @@ from types import ModuleType
 import pytest
 
 from components.config.rollout import Rollout, RolloutMetric
-from llmops.release import Analysis, Decision, Histogram, Observation, Traffic, events_to_detect, threshold
+from llmops.release import (
+    Analysis,
+    Decision,
+    Histogram,
+    Observation,
+    Traffic,
+    events_to_detect,
+    samples_to_detect,
+    threshold,
+)
 from llmops.release.sequential import split_llr
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -181,6 +190,12 @@ def test_toxicity_over_max_rolls_back_but_one_noisy_interval_does_not() -> None:
     assert next(d for d in decisions if d.action == "rollback").reason.startswith("toxicity: canary mean 0.025")
 
 
+def test_a_limit_of_zero_toxicity_still_rolls_back_a_toxic_canary() -> None:
+    analysis = Analysis(policy(RolloutMetric(metric="toxicity", max=0, action="rollback")), started_at=0)
+    decisions = feed(analysis, [interval(5 * i, quality={"toxicity": (1.0, 100.0)}) for i in range(1, 12)])
+    assert any(d.action == "rollback" for d in decisions)
+
+
 def test_tokens_per_request_over_max_rolls_back_once_the_spread_is_known() -> None:
     analysis = Analysis(policy(RolloutMetric(metric="tokens_per_request", max=500, action="rollback")),
                         started_at=0)
@@ -272,6 +287,14 @@ def test_the_documented_sample_sizes() -> None:
     assert events_to_detect(2, 0.05, level, (2, 10)) == pytest.approx(52, abs=1)  # 0.5% -> 1%
     assert events_to_detect(100, 0.5, level, (2, 10)) == pytest.approx(16, abs=0.5)  # at 50% weight
     assert split_llr(1, 0, 0.5, 1e9) == pytest.approx(math.log(2))  # the most one canary error can say at 50%
+    slow_level = Analysis(Rollout(), started_at=0, ttft_threshold=1.0).thresholds["ttft_p95"]
+    assert events_to_detect(5.9, 0.05, slow_level, (1.5, 7.5)) == pytest.approx(12, abs=0.5)
+    shares = {  # (true share, limit): scored requests, as the module docstring says
+        (0.02, 0.004): 580, (0.006, 0.004): 22_000, (0.27, 0.18): 380, (0.135, 0.09): 870}
+    for (share, limit), needed in shares.items():
+        assert samples_to_detect(share, limit, level, (1.5 * limit, 5 * limit)) == pytest.approx(needed, rel=0.02)
+    assert samples_to_detect(0.25, 0.05, slow_level, (0.075, 0.25)) == pytest.approx(45, abs=1)
+    assert samples_to_detect(0.075, 0.05, slow_level, (0.075, 0.25)) == pytest.approx(1800, rel=0.03)
 
 
 # The benchmark's claims, on small deterministic replays.
