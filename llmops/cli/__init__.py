@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from llmops.cli import drill, pii, policy, preview, retrieval, runbook
+from llmops.cli import drill, pii, policy, preview, release, retrieval, runbook
 from llmops.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, ProgramFailed, UsageError
 
 
@@ -30,6 +30,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         commands.add_parser("runbook", help="executable on-call runbooks")
     pii.add_parsers(commands)
     retrieval.add_parsers(commands)
+    release.add_parsers(commands)
     drill.add_parsers(commands)
     return parser
 

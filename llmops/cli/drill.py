@@ -70,6 +70,107 @@ def _drill_rollback(args: argparse.Namespace) -> int:
             shutil.rmtree(drill.workdir, ignore_errors=True)
 
 
+def _drill_canary(args: argparse.Namespace) -> int:
+    """A canary serving beside the stable release; at --inject-after seconds the scenario starts; the release
+    controller analyzes every interval on real Prometheus and acts through the runbooks, as in production."""
+    import json
+    import shutil
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from components import config as stack_config
+    from llmops.controller.controller import Controller
+    from llmops.drill.canary_drill import CanaryDrill
+    from llmops.drill.rollback_drill import SERVICE
+    from runbooks.adapters.kubernetes_cluster import KubernetesCluster
+    from runbooks.adapters.mlflow_registry import MlflowRegistry
+    from runbooks.adapters.prometheus import Prometheus
+    from runbooks.engine import Interrupted
+    from runbooks.engine.runner import signals_interrupt
+    from runbooks.targets import load_targets
+
+    def say(message: str) -> None:
+        print(message, flush=True)
+
+    drill = CanaryDrill(Path(tempfile.mkdtemp(prefix="llmops-canary-drill-")), rate=args.rate)
+    timeline: dict[str, float] = {}
+    try:
+        with signals_interrupt():
+            say("drill: starting local backends (MLflow store, Kubernetes API, Prometheus, Pushgateway, moto) ...")
+            try:
+                drill.start()
+            except RuntimeError as error:
+                raise UsageError(f"drill: {error}") from None
+            os.environ.update(drill.environment())
+            drill.wait_until_degraded()
+            targets = load_targets("drill")
+            assert targets.registry and targets.kubernetes and targets.prometheus
+            controller = Controller("drill", targets, Prometheus(targets.prometheus.url),
+                                    MlflowRegistry(targets.registry.tracking_uri),
+                                    KubernetesCluster(host=targets.kubernetes.host),
+                                    progress=lambda message: print(message, flush=True))
+            (model,) = [m for m in controller.models(SERVICE)]
+            assert model.rollout is not None
+            say(f"drill: {SERVICE}: stable and canary serve {args.rate:g} requests/s split by the route "
+                f"{drill.route_weights()}; scenario {args.scenario} starts in {args.inject_after:g}s")
+            interval = model.rollout.interval_seconds
+            began = time.time()
+            holds = 0
+            while time.time() - began < args.timeout:
+                if "injected" not in timeline and time.time() - began >= args.inject_after:
+                    timeline["injected"] = drill.traffic.inject(args.scenario)
+                    say(f"drill: +{timeline['injected'] - began:5.1f}s injected {args.scenario}")
+                tick = time.monotonic()
+                model = controller.models(SERVICE)[0]
+                outcome = controller.analyze(model)
+                decision = outcome.decision
+                say(f"drill: +{outcome.at - began:5.1f}s {decision.get('action'):<16} -> {outcome.acted:<14} "
+                    f"{decision.get('reason', '')}")
+                finished = {"regression": outcome.acted == "rolled-back", "latency": outcome.acted == "rolled-back",
+                            "quality-dip": outcome.acted == "paused",
+                            "healthy": outcome.acted == "promoted" and decision.get("target_weight") == 100,
+                            "no-traffic": False}[args.scenario]
+                if outcome.acted in ("rolled-back", "paused", "failed") or finished:
+                    timeline["decided"] = float(decision.get("decided_at", outcome.at))
+                    timeline["acted"] = outcome.at
+                    if drill.traffic.zeroed_at is not None:
+                        timeline["traffic_moved"] = drill.traffic.zeroed_at
+                    break
+                if args.scenario == "no-traffic" and "injected" in timeline and decision.get("action") == "hold":
+                    holds += 1
+                    if holds >= 5:
+                        break
+                time.sleep(max(0.0, interval - (time.monotonic() - tick)))
+            report: dict[str, Any] = {"scenario": args.scenario, "rate": args.rate, "route": drill.route_weights(),
+                                      "acted": outcome.acted, "run_id": outcome.run_id}
+            if "injected" in timeline and "decided" in timeline:
+                report["seconds_to_decision"] = round(timeline["decided"] - timeline["injected"], 2)
+            if "traffic_moved" in timeline:
+                report["seconds_to_traffic_moved"] = round(timeline["traffic_moved"] - timeline["injected"], 2)
+            if "acted" in timeline and "injected" in timeline:
+                report["seconds_to_action_verified"] = round(timeline["acted"] - timeline["injected"], 2)
+            report["decision"] = {k: v for k, v in outcome.decision.items() if k != "evidence"}
+            report["evidence"] = [{k: e.get(k) for k in ("metric", "verdict", "counts", "rates", "statistic",
+                                                         "threshold", "limit")}
+                                  for e in outcome.decision.get("evidence", []) if e.get("verdict") != "undecided"]
+            say(json.dumps(report, indent=2, sort_keys=True, default=str))
+            expected = {"regression": "rolled-back", "latency": "rolled-back", "quality-dip": "paused",
+                        "healthy": "promoted", "no-traffic": "none"}[args.scenario]
+            return 0 if outcome.acted == expected else 1
+    except stack_config.ConfigError as error:
+        raise UsageError(str(error)) from None
+    except Interrupted as stop:
+        print(f"drill: stopped by {stop.name}; stopping every backend it started", file=sys.stderr)
+        return stop.exit_code
+    finally:
+        drill.stop()
+        if args.keep:
+            say(f"drill: evidence, audit log and stack file kept under {drill.workdir}")
+        else:
+            shutil.rmtree(drill.workdir, ignore_errors=True)
+
+
 def add_parsers(commands: Any) -> None:
     drill = commands.add_parser("drill", help="on-call drills on real local backends").add_subparsers(
         dest="drill", required=True)
@@ -79,3 +180,12 @@ def add_parsers(commands: Any) -> None:
     rollback_drill.add_argument("--keep", action="store_true",
                                 help="keep the drill's directory (evidence, audit log, pinned stack file) afterwards")
     rollback_drill.set_defaults(handler=_drill_rollback)
+    canary = drill.add_parser(
+        "canary", help="a canary beside the stable release; the release controller decides on real Prometheus")
+    canary.add_argument("--scenario", required=True, choices=("regression", "latency", "healthy", "no-traffic",
+                                                              "quality-dip"))
+    canary.add_argument("--rate", type=float, default=40.0, help="requests per second, both tracks (default 40)")
+    canary.add_argument("--inject-after", type=float, default=4.0, help="seconds before the scenario starts")
+    canary.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds (exit 1)")
+    canary.add_argument("--keep", action="store_true", help="keep the drill's directory afterwards")
+    canary.set_defaults(handler=_drill_canary)

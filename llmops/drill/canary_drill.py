@@ -39,11 +39,11 @@ HEALTHY = Behaviour()
 SCENARIOS: dict[str, Behaviour | None] = {
     "regression": replace(HEALTHY, error_rate=0.10),  # 20x the errors
     "latency": replace(HEALTHY, ttft_median_seconds=0.2 * 1.5),  # p95 +50%
-    "quality-dip": replace(HEALTHY, groundedness=0.6),
+    "quality-dip": replace(HEALTHY, groundedness=0.5),
     "healthy": None,  # nothing changes
     "no-traffic": None,  # no requests at all
 }
-JUDGED_SHARE = 0.2  # the share of requests an evaluator samples and scores
+JUDGED_SHARE = 0.5  # the share of requests an evaluator samples and scores
 
 
 class _Track:
@@ -99,6 +99,7 @@ class CanaryTraffic:
         self.drill, self.rate, self.seed = drill, rate, seed
         self.stable, self.canary = _Track(stable_backend(SERVICE)), _Track(canary_backend(SERVICE))
         self.weight = 0
+        self.zeroed_at: float | None = None  # when the traffic first saw the canary's weight go to 0
         self._seen = 0
         self._stop = threading.Event()
         self.served = {"stable": 0, "canary": 0}
@@ -112,7 +113,10 @@ class CanaryTraffic:
         if written or self._seen == 0:
             route = self.drill.k8s.custom.get_namespaced_custom_object("gateway.networking.k8s.io", "v1", NAMESPACE,
                                                                        "httproutes", SERVICE)
-            self.weight = canary_weight(route)
+            weight = canary_weight(route)
+            if weight == 0 and self.weight > 0 and self.zeroed_at is None:
+                self.zeroed_at = time.time()
+            self.weight = weight
         self._seen = seen
 
     def _loop(self) -> None:
@@ -166,7 +170,7 @@ class CanaryTraffic:
         return time.time()
 
     def heal(self, rate: float) -> None:
-        self.canary.behaviour, self.rate = HEALTHY, rate
+        self.canary.behaviour, self.rate, self.zeroed_at = HEALTHY, rate, None
 
     def stop(self) -> None:
         self._stop.set()
