@@ -9,8 +9,8 @@ regression's onset) and has a lognormal time to first token (median 0.25 s, sigm
 Prometheus-like buckets 0.001 ... 80, +Inf. An interval that straddles the onset mixes both in proportion.
 The policy is the default rollout (steps 5, 10, 25, 50, 100; 60 s dwell; 200 canary requests a step; a false-rollback
 rate of 0.2%) with the two signals this traffic has, error_rate and ttft_p95 (which the model's SLO threshold,
-1 s, also bounds), so error_rate fails at h = log(2 / 0.002) + log 5 = 8.5 and ttft_p95 at log(4 / 0.002) + log 5 =
-9.2; healthy-prod-10 uses the prod stack's steps (1, 5, 10, 25, 50, 100), 300 s dwell and 1000 requests a step.
+1 s, also bounds), so error_rate fails at h = log(2 / 0.002) + log 4 = 8.3 and ttft_p95 at log(4 / 0.002) + log 8 =
+9.7; healthy-prod-10 uses the prod stack's steps (1, 5, 10, 25, 50, 100), 300 s dwell and 1000 requests a step.
 A full promotion walks every step until the analysis says promote at 50% (the promotion to 100% ends it: with no
 stable traffic left, the comparisons have nothing to compare); the analysis is told the new weight the interval it
 says promote.
@@ -26,11 +26,14 @@ Scenarios and targets (time is from the regression's onset to the rollback decis
   an onset late in the 50% step reaches 100% before it is decided -- the share rolled back says how many);
 - hard: 50% errors at 1 request/s, from the start: median <= 18 s; -random as above;
 - healthy at 0.1, 1 and 10 requests/s: false rollbacks <= 0.5% of canaries over a full promotion;
-- no-traffic: the canary gets nothing for an hour (stable busy, then both idle): 0 rollbacks;
+- healthy-prod-10: the same at 10 requests/s under the prod policy (a promotion six times as long);
+- no-traffic: the canary gets nothing for an hour (the stable busy; -idle: nothing at all): 0 rollbacks;
 - ttft: first tokens 1.5x slower (p95 +50%) at 10 requests/s, from the start: median <= 30 s; -random as above.
-Rates carry a 95% Wilson upper bound; medians are over the canaries rolled back. Exit 1 if a target is missed.
+Rates carry a 95% Wilson upper bound; medians are over the canaries rolled back. Exit 1 if a target is missed
+(a false-rollback share over its target counts as missed only when its 95% lower bound is over it too: --quick's
+200 canaries cannot tell 0.5% from 1%).
 --calibrate replays the healthy scenarios with no threshold in reach and prints how often each check's statistic
-reaches each level: the measurement behind llmops.release.sequential.RESTART_ALLOWANCE.
+reaches each level: the measurement behind llmops.release.sequential's restart allowances.
 
     .venv/bin/python scripts/bench_analysis.py [--canaries 2000] [--seed 7] [--interval 5] [--workers N]
                                                [--quick] [--json out.json] [--scenario NAME ...] [--calibrate]
@@ -264,13 +267,14 @@ def simulate(scenario: Scenario, canaries: int, seed: int = 7, interval: int = 5
         return [outcome for part in pool.map(_simulate_chunk, jobs) for outcome in part]
 
 
-def wilson_upper(hits: int, n: int, z: float = 1.96) -> float:
+def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson interval of a share."""
     if n == 0:
-        return 1.0
+        return 0.0, 1.0
     p = hits / n
     centre = p + z * z / (2 * n)
     spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return min(1.0, (centre + spread) / (1 + z * z / n))
+    return max(0.0, (centre - spread) / (1 + z * z / n)), min(1.0, (centre + spread) / (1 + z * z / n))
 
 
 def _quantiles(values: list[float]) -> tuple[float | None, float | None]:
@@ -287,7 +291,8 @@ def summarize(scenario: Scenario, outcomes: list[Outcome]) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "scenario": scenario.name, "rate": scenario.rate, "canaries": n,
         "rollbacks": len(rollbacks), "rollback_share": len(rollbacks) / n if n else 0.0,
-        "rollback_share_upper95": wilson_upper(len(rollbacks), n),
+        "rollback_share_upper95": wilson(len(rollbacks), n)[1],
+        "rollback_share_lower95": wilson(len(rollbacks), n)[0],
         "promoted": sum(o.action == "promoted" for o in outcomes),
         "unfinished": sum(o.action == "unfinished" for o in outcomes),
         "flagger_rollbacks": len(flagger), "flagger_share": len(flagger) / n if n else 0.0,
@@ -314,7 +319,12 @@ def _target(scenario: Scenario, summary: dict[str, Any]) -> tuple[str, bool | No
         return f"median <= {scenario.target_median:g} s", bool(half_caught and median is not None
                                                                and median <= scenario.target_median)
     if scenario.target_false is not None:
-        return f"rollbacks <= {100 * scenario.target_false:g}%", summary["rollback_share"] <= scenario.target_false
+        target = f"rollbacks <= {100 * scenario.target_false:g}%"
+        if summary["rollback_share"] <= scenario.target_false:
+            return target, True
+        if summary["rollback_share_lower95"] <= scenario.target_false:  # over, but too few canaries to say so
+            return target + " (too few canaries to tell)", None
+        return target, False
     return "reported", None
 
 
@@ -326,7 +336,7 @@ def peak_crossings(outcomes: list[Outcome], level: float) -> dict[str, float]:
 
 def calibrate(scenarios: list[Scenario], canaries: int, seed: int, interval: int, workers: int) -> dict[str, Any]:
     """Healthy promotions with no threshold in reach (false-rollback rate 1e-12): how often each check's statistic
-    ever reaches h, for a range of h, and that share times exp(h) -- the constant RESTART_ALLOWANCE stands for."""
+    ever reaches h, for a range of h, and that share times exp(h) -- the constant a restart allowance stands for."""
     report: dict[str, Any] = {}
     for scenario in scenarios:
         outcomes = simulate(scenario, canaries, seed=seed, interval=interval, workers=workers,

@@ -16,26 +16,26 @@ How each signal is judged (llmops/release/checks.py, sequential.py):
 
 False rollbacks. The policy's falseRollbackRate (0.2% by default) is the budget for a whole promotion: it is split
 evenly over the metrics, and a metric's share over its sub-tests (ttft_p95 has two when it has a limit). A CUSUM
-fails at h = log(1 / its share) + log 5 + 1.25 log(L / 240 s), L being the dwell at the steps below 100% (240 s
+fails at h = log(1 / its share) + log C + 1.25 log(L / 240 s), L being the dwell at the steps below 100% (240 s
 for the default steps). Without the floor, Ville's inequality would give at most exp(-h) however often it looks;
-the floor restarts the test all along, and log 5 and the length term are the allowance measured for that
-(scripts/bench_analysis.py --calibrate: a check's statistic reaches h in 3 to 8 times exp(-h) of healthy default
-promotions at 0.1 to 10 canary requests/s, about 40 times with the prod policy's 6.25 times longer dwell). For the
-default policy (five metrics, an SLO threshold) error_rate and the judges fail at h = 9.4 (each may falsely act in
-at most 0.04% of promotions), ttft_p95 at 10.1 (0.02% per sub-test). Measured over full promotions of healthy
-canaries with error_rate and ttft_p95 (h = 8.5 and 9.2): 0 of 2000 rolled back at 0.1 canary requests/s, 3 of 2000
-at 1, 2 of 2000 at 10, 0 of 1000 with the prod policy at 10 -- all within the 0.2%.
+the floor restarts the test all along, and C and the length term are the allowance measured for that
+(scripts/bench_analysis.py --calibrate: a check's statistic reaches h in about 2 to 4.5 times exp(-h) of healthy
+default promotions at 0.1 to 10 canary requests/s for errors, 5 to 9.5 times for slow first tokens, which come
+more often; about 40 times with the prod policy's 6.25 times longer dwell): C = 4 for error_rate, 8 for the rest.
+For the default policy (five metrics, an SLO threshold) error_rate fails at h = 9.2, the judges at 9.9 (each metric
+may falsely act in at most 0.04% of promotions), ttft_p95 at 10.6 (0.02% per sub-test). The benchmark's figures
+(error_rate and ttft_p95 only, so h = 8.3 and 9.7) are in scripts/bench_analysis.py's output.
 
-Sample sizes (Wald's approximation, `events_to_detect` and `samples_to_detect` for other settings). The evidence
+Sample sizes (Wald's approximation; `events_to_detect` and `samples_to_detect` for other settings). The evidence
 needed is h nats. Against the stable, each canary error brings log(q1/q0) and each stable error costs a little: at
-5% canary weight and h = 9.4 about 5 canary errors decide a hard failure (50% errors), 8 a 10x regression
-(0.5% -> 5%) and 52 a 2x one (0.5% -> 1%): at 10 canary requests/s about 1 s, 15 s and 9 minutes of traffic. At
+5% canary weight and h = 9.2 about 5 canary errors decide a hard failure (50% errors), 7.5 a 10x regression
+(0.5% -> 5%) and 51 a 2x one (0.5% -> 1%): at 10 canary requests/s about 1 s, 15 s and 8.5 minutes of traffic. At
 50% weight one canary error can bring at most log 2, so at least 14 are needed however bad the canary is (16 for a
 hard failure). Slow first tokens count the same way: first tokens 1.5x slower (5.9x as many slower than the
-stable's p95 bucket) take about 12 slow canary first tokens at 5% weight. Absolute limits, in scored requests:
-toxicity at 5x its max takes about 580 (at 1.5x, 22,000: a limit on a rare event is slow to prove), groundedness
-at 0.73 against a min of 0.82 about 380, task_completion at 0.865 against 0.91 about 870, a TTFT p95 far over its
-limit (25% of first tokens slower) about 45 requests, one just over (7.5%) about 1,800.
+stable's p95 bucket) take about 13 slow canary first tokens at 5% weight. Absolute limits, in scored requests:
+toxicity at 5x its max takes about 610 (at 1.5x, 23,000: a limit on a rare event is slow to prove), groundedness
+at 0.73 against a min of 0.82 about 400, task_completion at 0.865 against 0.91 about 910; a TTFT p95 far over its
+limit (25% of first tokens slower) about 47 requests, one just over (7.5%) about 1,850.
 
 Promotion. A step promotes when its dwell time has passed, the canary served min_requests there, no check has
 failed, and every check has data at this step. 'undecided' does not block: the false-rollback rate is held
@@ -91,7 +91,8 @@ class Analysis:
         # The false-rollback budget is split evenly over the metrics, and a metric's share over its sub-tests.
         sharing = sum(policy.min_dwell_seconds for weight in policy.steps if weight < 100)
         for check in self.checks:
-            check.threshold = threshold(policy.false_rollback_rate, len(self.checks) * check.tests, sharing)
+            check.threshold = threshold(policy.false_rollback_rate, len(self.checks) * check.tests, sharing,
+                                        check.allowance)
         self.step = step
         self.step_started_at = started_at
         self.step_requests = 0.0

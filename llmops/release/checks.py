@@ -19,7 +19,15 @@ from llmops.release.observation import (
     quantile_bound,
     slower_than,
 )
-from llmops.release.sequential import ALTERNATIVE_FACTORS, Cusum, gaussian_llr, share_llr, split_llr
+from llmops.release.sequential import (
+    ALTERNATIVE_FACTORS,
+    ERRORS_RESTART_ALLOWANCE,
+    RESTART_ALLOWANCE,
+    Cusum,
+    gaussian_llr,
+    share_llr,
+    split_llr,
+)
 
 Verdict = Literal["pass", "fail", "undecided", "no_data"]
 
@@ -60,6 +68,7 @@ class Check:
     metric: RolloutMetric
     subtests: list[tuple[str, Cusum]]  # (name, CUSUM): vs_stable, max or min
     threshold: float = math.inf  # set by Analysis: the metric's share of the false-rollback budget
+    allowance: float = RESTART_ALLOWANCE  # for the CUSUM's restarts (measured; see sequential.py)
     failed_test: str | None = None
 
     def __init__(self, metric: RolloutMetric) -> None:
@@ -155,6 +164,7 @@ class Check:
 class ErrorRateCheck(Check):
     """5xx share: the canary against the stable in the same intervals (`worseThanStable`), and, when `max` is set,
     against that absolute ceiling."""
+    allowance = ERRORS_RESTART_ALLOWANCE
 
     def __init__(self, metric: RolloutMetric) -> None:
         super().__init__(metric)

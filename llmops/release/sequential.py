@@ -6,7 +6,8 @@ Why a CUSUM (the log-likelihood ratio floored at 0) and not Wald's SPRT: under a
 drifts down, and a regression that starts an hour into the promotion would first have to climb out of that hole.
 Flooring at 0 forgets the evidence of health, so detection time does not depend on when the regression begins.
 The price is that the statistic gets a fresh chance to cross at every restart, so the threshold is set a little
-above Ville's log(1/alpha) by an allowance measured with scripts/bench_analysis.py (`RESTART_ALLOWANCE`).
+above Ville's log(1/alpha) by an allowance measured with scripts/bench_analysis.py (`RESTART_ALLOWANCE`,
+`ERRORS_RESTART_ALLOWANCE`).
 (A floor at -c instead of 0 is the same test with the threshold raised by c and a head start of c.)
 """
 
@@ -19,11 +20,14 @@ from typing import Any
 
 # Measured (scripts/bench_analysis.py --calibrate): with the floor at 0 and two alternatives, the chance that a
 # check's statistic ever reaches h during a promotion of the default policy (steps 5-100, 60 s dwell, 200 requests,
-# 5 s interval) at 0.1 to 10 canary requests/s is about 3 to 8 times exp(-h); so the threshold adds log 5 to
-# Ville's log(1/alpha). The chances grow a little faster than the promotion's length (a CUSUM restarts all along):
-# with the prod policy (steps 1-100, 300 s dwell: 6.25 times the time beside the stable) about 40 times, whence
-# the length term's exponent, 1.25.
-RESTART_ALLOWANCE = math.log(5.0)
+# 5 s interval) at 0.1 to 10 canary requests/s is about 2 to 4.5 times exp(-h) for errors and 5 to 9.5 times for
+# slow first tokens, which come several times as often and so restart the test more. The threshold adds the log of
+# that constant to Ville's log(1/alpha): 4 for errors, 8 for everything else (the judges' shortfalls and token
+# counts are at least as frequent as slow first tokens). The chances grow a little faster than the promotion's
+# length: with the prod policy (steps 1-100, 300 s dwell: 6.25 times the time beside the stable) about 40 times,
+# whence the length term's exponent, 1.25.
+RESTART_ALLOWANCE = math.log(8.0)
+ERRORS_RESTART_ALLOWANCE = math.log(4.0)
 LENGTH_EXPONENT = 1.25
 # A check says 'pass' when the current step's evidence favours "no worse than the limit" over the smallest regression
 # it is built for by 20 to 1 (Wald's acceptance boundary for beta = 0.05). Informative only: promotion never needs it.
@@ -38,7 +42,8 @@ DEFAULT_SHARING_SECONDS = 240.0
 _TINY = 1e-9
 
 
-def threshold(false_rollback_rate: float, tests: int = 1, sharing_seconds: float = DEFAULT_SHARING_SECONDS) -> float:
+def threshold(false_rollback_rate: float, tests: int = 1, sharing_seconds: float = DEFAULT_SHARING_SECONDS,
+              allowance: float = RESTART_ALLOWANCE) -> float:
     """The level a CUSUM must reach to fail when `false_rollback_rate` is shared evenly by `tests` CUSUMs over a
     promotion whose steps below 100% dwell `sharing_seconds` in all (a CUSUM's chances to cross grow with it)."""
     if not 0 < false_rollback_rate < 1:
@@ -46,7 +51,7 @@ def threshold(false_rollback_rate: float, tests: int = 1, sharing_seconds: float
     if tests < 1:
         raise ValueError(f"tests must be at least 1, got {tests}")
     longer = max(1.0, sharing_seconds / DEFAULT_SHARING_SECONDS)
-    return math.log(tests / false_rollback_rate) + RESTART_ALLOWANCE + LENGTH_EXPONENT * math.log(longer)
+    return math.log(tests / false_rollback_rate) + allowance + LENGTH_EXPONENT * math.log(longer)
 
 
 def split_llr(canary_events: float, stable_events: float, canary_share: float, ratio: float) -> float:

@@ -272,29 +272,30 @@ def test_update_gives_the_action_observe_explains() -> None:
 def test_the_budget_is_split_over_metrics_and_grows_with_a_longer_promotion() -> None:
     two = Analysis(policy(RolloutMetric(metric="error_rate", action="rollback"),
                           RolloutMetric(metric="ttft_p95", action="rollback")), started_at=0, ttft_threshold=1.0)
-    assert two.thresholds["error_rate"] == pytest.approx(math.log(2 / 0.002) + math.log(5))
-    assert two.thresholds["ttft_p95"] == pytest.approx(math.log(4 / 0.002) + math.log(5))  # vs stable, and max
+    assert two.thresholds["error_rate"] == pytest.approx(math.log(2 / 0.002) + math.log(4))
+    assert two.thresholds["ttft_p95"] == pytest.approx(math.log(4 / 0.002) + math.log(8))  # vs stable, and max
     prod = Rollout(steps=[1, 5, 10, 25, 50, 100], minDwellSeconds=300)
     assert Analysis(prod, started_at=0).thresholds["error_rate"] == pytest.approx(
-        threshold(0.002, 5, 1500.0)) == pytest.approx(math.log(5 / 0.002) + math.log(5) + 1.25 * math.log(6.25))
+        threshold(0.002, 5, 1500.0, math.log(4))) == pytest.approx(
+        math.log(5 / 0.002) + math.log(4) + 1.25 * math.log(6.25))
 
 
 def test_the_documented_sample_sizes() -> None:
-    level = Analysis(Rollout(), started_at=0, ttft_threshold=1.0).thresholds["error_rate"]
-    assert level == pytest.approx(9.4, abs=0.05)
+    thresholds = Analysis(Rollout(), started_at=0, ttft_threshold=1.0).thresholds
+    level, slow_level, judge_level = thresholds["error_rate"], thresholds["ttft_p95"], thresholds["toxicity"]
+    assert (level, slow_level, judge_level) == pytest.approx((9.2, 10.6, 9.9), abs=0.05)
     assert events_to_detect(100, 0.05, level, (2, 10)) == pytest.approx(5, abs=0.5)  # 50% errors
-    assert events_to_detect(10, 0.05, level, (2, 10)) == pytest.approx(7.7, abs=0.5)  # 0.5% -> 5%
-    assert events_to_detect(2, 0.05, level, (2, 10)) == pytest.approx(52, abs=1)  # 0.5% -> 1%
+    assert events_to_detect(10, 0.05, level, (2, 10)) == pytest.approx(7.5, abs=0.5)  # 0.5% -> 5%
+    assert events_to_detect(2, 0.05, level, (2, 10)) == pytest.approx(51, abs=1)  # 0.5% -> 1%
     assert events_to_detect(100, 0.5, level, (2, 10)) == pytest.approx(16, abs=0.5)  # at 50% weight
     assert split_llr(1, 0, 0.5, 1e9) == pytest.approx(math.log(2))  # the most one canary error can say at 50%
-    slow_level = Analysis(Rollout(), started_at=0, ttft_threshold=1.0).thresholds["ttft_p95"]
-    assert events_to_detect(5.9, 0.05, slow_level, (1.5, 7.5)) == pytest.approx(12, abs=0.5)
+    assert events_to_detect(5.9, 0.05, slow_level, (1.5, 7.5)) == pytest.approx(13, abs=0.5)
     shares = {  # (true share, limit): scored requests, as the module docstring says
-        (0.02, 0.004): 580, (0.006, 0.004): 22_000, (0.27, 0.18): 380, (0.135, 0.09): 870}
+        (0.02, 0.004): 610, (0.006, 0.004): 23_000, (0.27, 0.18): 400, (0.135, 0.09): 910}
     for (share, limit), needed in shares.items():
-        assert samples_to_detect(share, limit, level, (1.5 * limit, 5 * limit)) == pytest.approx(needed, rel=0.02)
-    assert samples_to_detect(0.25, 0.05, slow_level, (0.075, 0.25)) == pytest.approx(45, abs=1)
-    assert samples_to_detect(0.075, 0.05, slow_level, (0.075, 0.25)) == pytest.approx(1800, rel=0.03)
+        assert samples_to_detect(share, limit, judge_level, (1.5 * limit, 5 * limit)) == pytest.approx(needed, rel=0.02)
+    assert samples_to_detect(0.25, 0.05, slow_level, (0.075, 0.25)) == pytest.approx(47, abs=1)
+    assert samples_to_detect(0.075, 0.05, slow_level, (0.075, 0.25)) == pytest.approx(1850, rel=0.02)
 
 
 # The benchmark's claims, on small deterministic replays.
