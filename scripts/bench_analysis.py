@@ -361,8 +361,12 @@ def table(rows: list[dict[str, Any]]) -> str:
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         share = f"{100 * r['rollback_share']:.2f}% ({100 * r['rollback_share_upper95']:.2f}%)"
-        ours = f"{_fmt(r.get('delay_median_s'), ' s')} / {_fmt(r.get('delay_p90_s'), ' s')}" \
-            if "delay_median_s" in r else f"promoted in {_fmt(r.get('promotion_median_s'), ' s')} (median)"
+        if "delay_median_s" in r:
+            ours = f"{_fmt(r.get('delay_median_s'), ' s')} / {_fmt(r.get('delay_p90_s'), ' s')}"
+        elif r["unfinished"] == r["canaries"]:
+            ours = "held (no data) to the end"
+        else:
+            ours = f"promoted in {_fmt(r.get('promotion_median_s'), ' s')} (median)"
         flag = f"{_fmt(r.get('flagger_median_s'), ' s')} / {_fmt(r.get('flagger_p90_s'), ' s')}" \
             if "flagger_median_s" in r else "-"
         met = {True: "yes", False: "NO", None: "-"}[r["met"]]
