@@ -197,3 +197,13 @@ def serve(answers_fd: int) -> None:
 
 if __name__ == "__main__":
     serve(int(sys.argv[1]))
+
+
+def as_a_terminal_starts_it() -> None:
+    """`preexec_fn` for a CLI process a test will interrupt: SIGINT and SIGTERM unblocked and at their defaults, as a
+    shell starts a program from a terminal. A test run started in the background (`cmd &`, nohup) has SIGINT ignored,
+    every process it starts inherits that, and Python then leaves Ctrl-C ignored -- rightly, but the test is about
+    Ctrl-C at a terminal."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)

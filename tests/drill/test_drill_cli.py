@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_fork import as_a_terminal_starts_it
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -53,7 +55,7 @@ def running(pid: int) -> bool:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_stops_every_server_the_drill_started_and_removes_its_directory(sig):
     process = subprocess.Popen([sys.executable, "-m", "llmops.cli", "drill", "rollback"], cwd=ROOT, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=as_a_terminal_starts_it)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lines_of, args=(process.stdout, lines), daemon=True).start()
     seen: list[str] = []

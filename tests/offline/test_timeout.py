@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from llmops.cli import main
+from tests.cli_fork import as_a_terminal_starts_it
 
 ROOT = Path(__file__).resolve().parents[2]
 HANG = ROOT / "tests" / "fixtures" / "programs" / "hang"
@@ -86,7 +87,8 @@ def test_ctrl_c_exits_130_with_one_line_and_leaves_nothing_behind(tmp_path, mark
     process = subprocess.Popen(
         [sys.executable, "-m", "llmops.cli", "preview", "--program", str(HANG), "--stack", "quick", "--stack", "apply",
          "--json", str(out / "plan-{stack}.json")],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=as_a_terminal_starts_it)
     try:
         pid = wait_for(marker, process)
         if sent_to == "the llmops process":
@@ -109,10 +111,15 @@ def test_ctrl_c_while_files_are_written_waits_until_they_are_complete():
     from llmops.cli.programs import ctrl_c_deferred
 
     written = []
-    with pytest.raises(KeyboardInterrupt):
-        with ctrl_c_deferred():
-            os.kill(os.getpid(), signal.SIGINT)  # pending until the block ends
-            written.append("the whole file")
+    # Python's own Ctrl-C handler, as in a terminal (a test run started in the background has SIGINT ignored).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with ctrl_c_deferred():
+                signal.raise_signal(signal.SIGINT)  # pending until the block ends
+                written.append("the whole file")
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert written == ["the whole file"]
 
 
@@ -137,7 +144,8 @@ def running(pid: int) -> bool:
 
 def test_a_worker_whose_cli_is_killed_stops_by_itself(tmp_path, marker):
     process = subprocess.Popen([sys.executable, "-m", "llmops.cli", "preview", "--program", str(HANG), "--stack", "apply"],
-                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=as_a_terminal_starts_it)
     try:
         pid = wait_for(marker, process)
     finally:

@@ -17,6 +17,7 @@ import pytest
 from llmops.pii.corpus import generate
 from llmops.pii.detectors import detect
 from llmops.pii.redact import redact_file
+from tests.cli_fork import as_a_terminal_starts_it
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -242,7 +243,7 @@ def test_ctrl_c_during_a_scan_exits_130_with_one_line(tmp_path):
         env = {**os.environ, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"}
         process = subprocess.Popen([sys.executable, "-m", "llmops.cli", "pii", "scan", "s3://logs/chat/",
                                     "--endpoint-url", f"http://127.0.0.1:{port}"], cwd=ROOT, env=env, text=True,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=as_a_terminal_starts_it)
         silent.settimeout(120)
         connection, _ = silent.accept()
         with connection:

@@ -17,6 +17,7 @@ import pytest
 from llmops.pii.corpus import generate
 from llmops.pii.detectors import DETECTORS, Detector, Engine
 from llmops.pii.redact import redact_file
+from tests.cli_fork import as_a_terminal_starts_it
 from tests.pii.test_cli import ROOT, llmops
 
 EXIT_USAGE, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 2, 4, 130
@@ -76,7 +77,8 @@ def test_an_interrupt_during_the_copy_leaves_nothing(tmp_path):
     os.mkfifo(pipe)
     out.mkdir()
     process = subprocess.Popen([sys.executable, "-m", "llmops.cli", "pii", "redact", str(pipe), str(out / "r.jsonl")],
-                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=as_a_terminal_starts_it)
     deadline = time.monotonic() + 60
     while True:  # the pipe opens for writing once the redactor has opened it for reading
         try:

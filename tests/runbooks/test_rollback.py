@@ -18,6 +18,7 @@ from llmops.drill.rollback_drill import REGISTERED_MODEL, SERVICE
 from runbooks.engine import ApprovalRequired, InputError, LockHeld, WorldChanged
 from runbooks.engine.runner import RunOptions
 from runbooks.launch import launch
+from tests.cli_fork import as_a_terminal_starts_it
 from tests.runbooks.conftest import ROOT, run_cli
 
 STEPS = ["mark-rolled-back", "move-production-alias", "patch-deployment", "zero-canary-weight", "wait-for-rollout", "verify-slo",
@@ -265,7 +266,7 @@ def test_an_interrupt_stops_the_run_cleanly_journaled_and_resumable(drill, sig):
     env.pop("LLMOPS_CRASH_AT", None)
     process = subprocess.Popen([sys.executable, "-m", "llmops.cli", "runbook", "run", "rollback", "--env", "drill",
                                 "--service", SERVICE, "--yes"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, preexec_fn=as_a_terminal_starts_it)
     try:
         run_id = wait_for(lambda: next(iter(drill.run_ids()), None), "the run to start")
         wait_for(lambda: any(e["event"] == "step_started" and e["step"] == "wait-for-rollout"
