@@ -127,11 +127,16 @@ class Controller:
         return fresh
 
     def _save(self, model: str, version: str, analysis: Analysis) -> None:
+        """Whole or not at all: a scratch file of this writer's own (two controllers may share a state directory),
+        then a rename."""
+        import tempfile
+
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        path = self.state_dir / f"{model}.json"
-        scratch = path.with_suffix(".tmp")
-        scratch.write_text(json.dumps({"canary_version": version, "analysis": analysis.to_dict()}, sort_keys=True))
-        os.replace(scratch, path)
+        document = json.dumps({"canary_version": version, "analysis": analysis.to_dict()}, sort_keys=True)
+        with tempfile.NamedTemporaryFile("w", dir=self.state_dir, prefix=f".{model}.", suffix=".tmp",
+                                         delete=False) as scratch:
+            scratch.write(document)
+        os.replace(scratch.name, self.state_dir / f"{model}.json")
 
     # --- one analysis ----------------------------------------------------------------------------------------
 

@@ -153,17 +153,22 @@ def test_a_controller_killed_mid_rollback_finishes_it_once_when_it_comes_back(ca
 def test_two_controllers_on_one_canary_act_once(canary):
     canary.traffic.inject("regression")
     outcomes: list[list[Outcome]] = [[], []]
+    errors: list[BaseException] = []
 
     def run(index: int) -> None:
-        ctl = controller(canary)
-        outcomes[index] = watch_until(ctl, lambda o: o.acted in ("rolled-back", "held-by-another", "failed")
-                                      or o.decision.get("action") == "idle")
+        try:
+            ctl = controller(canary)
+            outcomes[index] = watch_until(ctl, lambda o: o.acted in ("rolled-back", "held-by-another", "failed")
+                                          or o.decision.get("action") == "idle")
+        except BaseException as error:  # noqa: BLE001 - reported by the assertion below
+            errors.append(error)
 
     both = [threading.Thread(target=run, args=(i,)) for i in (0, 1)]
     for thread in both:
         thread.start()
     for thread in both:
         thread.join(120)
+    assert not errors, errors
     finals = sorted(o[-1].acted for o in outcomes if o)
     assert finals.count("rolled-back") == 1, finals
     assert set(finals) <= {"rolled-back", "held-by-another", "none"}, finals
