@@ -45,6 +45,21 @@ def watch_until(ctl: Controller, done: Any, timeout: float = 90) -> list[Outcome
     return seen
 
 
+def next_window(canary: Any) -> None:
+    """Until Prometheus holds one policy interval (the drill's 2 s) of samples newer than now: the next analysis reads
+    a window of its own, as the controller's loop does."""
+    from llmops.drill.backends import wait_until
+
+    query = f'max(timestamp(up{{service="{CANARY}"}}))'
+
+    def latest() -> float:
+        found = canary.prometheus.query(query)
+        return float(found[0]["value"][1]) if found else 0.0
+
+    seen = latest()
+    wait_until(lambda: latest() >= seen + canary.interval_seconds, 30, "the next window of the canary's samples")
+
+
 def marker(canary: Any, version: str, tag: str) -> dict[str, Any] | None:
     raw = canary.registry.client.get_model_version(REGISTERED_MODEL, version).tags.get(tag)
     return json.loads(raw) if raw else None
@@ -104,8 +119,8 @@ def test_without_traffic_the_controller_holds_and_never_rolls_back(canary):
     canary.traffic.inject("no-traffic")
     seen = watch_until(ctl, lambda o: o.decision.get("action") == "hold" and "no data" in o.decision.get("reason", ""),
                        timeout=60)
-    for _ in range(3):  # three more intervals of nothing
-        time.sleep(2)  # the policy's interval: the next window
+    for _ in range(3):  # three more windows of nothing
+        next_window(canary)
         outcome = ctl.analyze(ctl.models(SERVICE)[0])
         assert outcome.decision["action"] == "hold" and outcome.acted == "none", outcome.decision
         seen.append(outcome)
@@ -139,7 +154,7 @@ def test_a_controller_killed_mid_rollback_finishes_it_once_when_it_comes_back(ca
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)["acted"] in ("none", "promoted")
         assert time.monotonic() < deadline, "no rollback decision within 90 s"
-        time.sleep(2)
+        next_window(canary)
     back = analyze_cli(canary)
     assert back.returncode == 0, back.stderr
     outcome = json.loads(back.stdout)
