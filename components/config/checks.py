@@ -138,3 +138,25 @@ def check_fits_on_node(where: str, model: Model, pool: GpuPool) -> None:
                        f"expected pool {pool.name!r} (rootVolumeGiB {pool.root_volume_gib}) to hold {NODE_IMAGES_GIB} GiB of "
                        f"images plus {per_node} replica(s) x {model_cache_gib(model)} GiB of model cache; "
                        f"raise rootVolumeGiB to at least {needed}")
+
+
+def check_drift(config: StackConfig) -> None:
+    indexes = {index.name: index for index in config.retrieval.indexes}
+    for position, model in enumerate(config.models):
+        if model.drift is None:
+            continue
+        where = f"models[{position}].drift"
+        if config.drift_monitor is None:
+            raise invalid(where, model.name, "expected llmops:driftMonitor (its image) too: drift is judged by the "
+                          "drift monitor")
+        embedding = model.drift.embedding
+        if embedding is None:
+            continue
+        index = indexes.get(embedding.index)
+        if index is None:
+            raise invalid(f"{where}.embedding.index", embedding.index,
+                          "expected one of the retrieval.indexes names: " + ", ".join(indexes))
+        if not index.embedding_model.startswith("local:") and config.drift_monitor.embeddings is None:
+            raise invalid(f"{where}.embedding.index", embedding.index,
+                          f"expected llmops:driftMonitor.embeddings (url, dimension) too: {index.embedding_model} "
+                          "is served by an OpenAI-compatible endpoint the monitor must call")

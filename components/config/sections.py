@@ -22,6 +22,7 @@ from components.config.base import (
     Section,
     invalid,
 )
+from components.config.drift import Drift
 from components.config.rollout import Rollout
 from components.instance_types import GPU_INSTANCE_TYPES
 from components.manifests.route import TOTAL_WEIGHT, canary_takes_traffic
@@ -217,6 +218,7 @@ class Model(Section):
     release: Release
     canary: Canary | None = None
     rollout: Rollout | None = None  # how the release controller promotes a canary; none: people do it by hand
+    drift: Drift | None = None  # what the drift monitor judges; none: no drift monitoring
     startup: Startup = Startup()
     resources: Resources | None = None  # default: the replica's share of the node
     slo: Slo

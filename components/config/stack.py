@@ -9,11 +9,13 @@ from pydantic import Field, model_validator
 
 from components.config.base import Section, invalid
 from components.config.checks import (
+    check_drift,
     check_failover,
     check_models,
     check_tags,
     check_vpc_cidrs,
 )
+from components.config.drift import DriftMonitor
 from components.config.rollout import ReleaseController
 from components.config.sections import (
     Alerting,
@@ -52,6 +54,7 @@ class StackConfig(Section):
     policy: PolicyEnforcement = PolicyEnforcement()
     failover: Failover | None = None  # required with more than one region
     release_controller: ReleaseController | None = None  # required when a model has a rollout policy
+    drift_monitor: DriftMonitor | None = None  # required when a model has drift monitoring
 
     @model_validator(mode="after")
     def _consistent(self) -> StackConfig:
@@ -59,6 +62,7 @@ class StackConfig(Section):
         check_vpc_cidrs(self)
         check_models(self)
         check_failover(self)
+        check_drift(self)
         if self.release_controller is None:
             for index, model in enumerate(self.models):
                 if model.rollout is not None:

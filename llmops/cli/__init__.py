@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from llmops.cli import drill, pii, policy, preview, release, retrieval, runbook
+from llmops.cli import drift, drill, pii, policy, preview, release, retrieval, runbook
 from llmops.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, ProgramFailed, UsageError
 
 
@@ -31,6 +31,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     pii.add_parsers(commands)
     retrieval.add_parsers(commands)
     release.add_parsers(commands)
+    drift.add_parsers(commands)
     drill.add_parsers(commands)
     return parser
 

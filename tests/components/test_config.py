@@ -54,8 +54,8 @@ def _rollout(stack, **rollout):
 BAD_CONFIGS = {
     "unknown top-level key": (
         lambda s: s["config"].__setitem__("llmops:gpuPool", []),
-        'stacks/Pulumi.dev.yaml: llmops:gpuPool = []: unknown key; allowed keys: alerting, cluster, devicePlugin, environment, '
-        "failover, featureStore, gpuPools, models, network, policy, regions, registry, releaseController, retrieval, serving, "
+        'stacks/Pulumi.dev.yaml: llmops:gpuPool = []: unknown key; allowed keys: alerting, cluster, devicePlugin, driftMonitor, '
+        "environment, failover, featureStore, gpuPools, models, network, policy, regions, registry, releaseController, retrieval, serving, "
         "tags, tools"),
     "rollout: steps that do not increase": (
         lambda s: _rollout(s, steps=[5, 25, 10, 100]),
