@@ -15,17 +15,18 @@ PYTHON=${PYTHON:-python3}
 VENV=.venv
 
 # Debian's Prometheus (promtool checks the alert rules; the server and the Pushgateway back the
-# runbook tests and drills). Installed without recommends and with service start-up blocked
-# (policy-rc.d), so nothing starts listening on this host.
+# runbook tests and drills) and LuaJIT (the Lua that Fluent Bit embeds: the drift sampling filter is
+# run with it). Installed without recommends and with service start-up blocked (policy-rc.d), so
+# nothing starts listening on this host.
 install_promtool() {
-  command -v promtool >/dev/null && command -v prometheus-pushgateway >/dev/null && return 0
+  command -v promtool >/dev/null && command -v prometheus-pushgateway >/dev/null && command -v luajit >/dev/null && return 0
   if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
-    echo "promtool is missing: install Debian's prometheus and prometheus-pushgateway (apt-get install --no-install-recommends ...)" >&2
-    return 0  # the tests that need it fail and say so
+    echo "promtool or luajit is missing: install Debian's prometheus, prometheus-pushgateway and luajit (apt-get install --no-install-recommends ...)" >&2
+    return 0  # the tests that need them fail and say so
   fi
   local blocker=/usr/sbin/policy-rc.d created=0
   if [ ! -e "$blocker" ]; then printf '#!/bin/sh\nexit 101\n' > "$blocker"; chmod +x "$blocker"; created=1; fi
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-pushgateway >/dev/null
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-pushgateway luajit >/dev/null
   [ "$created" = 1 ] && rm -f "$blocker"
   return 0
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import shutil
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,26 @@ def project() -> Project:
 def plans(project: Project) -> dict[str, Plan]:
     """Each real stack file through the real __main__.py (no stand-in program, no stand-in config)."""
     return {name: run_program(project, load_stack(project, name)) for name in STACKS}
+
+
+def debian_tool(command: str, package: str) -> str:
+    """A tool the tests run from Debian's packages (scripts/dev.sh installs them); missing is a failure, not a skip."""
+    path = shutil.which(command)
+    if path is None:
+        pytest.fail(f"{command} is missing: install Debian's {package} "
+                    f"(apt-get install -y --no-install-recommends {package}); scripts/dev.sh does this")
+    return path
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    return debian_tool("promtool", "prometheus")
+
+
+@pytest.fixture(scope="session")
+def luajit() -> str:
+    """The Lua Fluent Bit embeds (LuaJIT, Lua 5.1): the drift shipper's sampling filter runs in it."""
+    return debian_tool("luajit", "luajit")
 
 
 @pytest.fixture

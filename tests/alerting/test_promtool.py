@@ -5,7 +5,6 @@ annotations, and silent on healthy traffic and on no traffic (and, for SLOs, bel
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,15 +21,6 @@ SLO = SloSpec(model="chat", availability_objective=99.9, ttft_objective=95.0, tt
               window_days=30, min_request_rate=0.5)
 GROUPS = rule_groups([SLO], CONTEXT)
 RULES = {rule["alert"]: rule for group in GROUPS for rule in group["rules"] if "alert" in rule}
-
-
-@pytest.fixture(scope="module")
-def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        pytest.fail("promtool is missing: install Debian's Prometheus "
-                    "(apt-get install -y --no-install-recommends prometheus); scripts/dev.sh does this")
-    return path
 
 
 def minutes(duration: str) -> int:

@@ -5,7 +5,6 @@ alert under promtool."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 
 import pytest
@@ -301,14 +300,6 @@ def test_each_region_alerts_on_its_stalled_controller_with_a_ticket_and_the_runb
         assert rule["expr"] == f"time() - max by (model) ({metric}) > {threshold}\n or absent({metric})"
         assert rule["labels"]["severity"] == "ticket" and rule["for"] == "2m"
         assert rule["annotations"]["runbook_url"] == f"{cfg.alerting.runbook_base_url}/release-controller.md"
-
-
-@pytest.fixture(scope="module")
-def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        pytest.fail("promtool is missing: install Debian's Prometheus (scripts/dev.sh does this)")
-    return path
 
 
 def promtool_test(promtool, tmp_path, rule, series, checks) -> subprocess.CompletedProcess:
