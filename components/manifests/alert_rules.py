@@ -20,12 +20,14 @@ from typing import Any
 
 from prometheus_client.utils import floatToGoString
 
+from components.manifests.drift_monitor import NAME as DRIFT_MONITOR
+from components.manifests.drift_monitor import NAMESPACE as DRIFT_NAMESPACE
 from components.manifests.labels import standard_labels
 from components.manifests.route import canary_backend, stable_backend
 
 WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
 _HOURS = {"5m": 5 / 60, "30m": 0.5, "1h": 1, "2h": 2, "6h": 6, "1d": 24, "3d": 72}
-RUNBOOKS = ("rollback", "failover", "reindex", "pii-incident", "release-controller")
+RUNBOOKS = ("rollback", "failover", "reindex", "pii-incident", "release-controller", "drift-review")
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class RuleContext:
     registry_namespace: str = "registry"
     features_namespace: str = "features"
     retrieval_namespace: str = "retrieval"
+    drift_namespace: str = DRIFT_NAMESPACE
 
 
 def runbook_url(context: RuleContext, runbook: str) -> str:
@@ -74,10 +77,11 @@ def burn_factor(spent: float, window_days: int, long_window: str) -> float:
     return round(spent * window_days * 24 / _HOURS[long_window], 6)
 
 
-def alert(context: RuleContext, name: str, expr: str, *, for_: str, severity: str, runbook: str, summary: str,
+def alert(context: RuleContext, name: str, expr: str, *, for_: str | None, severity: str, runbook: str, summary: str,
           description: str, labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """An alerting rule; `for_` None fires at the first evaluation that finds the condition (it is already sustained)."""
     return {
-        "alert": name, "expr": expr, "for": for_,
+        "alert": name, "expr": expr, **({"for": for_} if for_ is not None else {}),
         "labels": {"severity": severity, "environment": context.environment, "region": context.region, **(labels or {})},
         "annotations": {"summary": summary, "description": description, "runbook_url": runbook_url(context, runbook)},
     }
@@ -300,9 +304,119 @@ def release_controller_alerts(context: RuleContext, stalled_after_seconds: int) 
     )]
 
 
-def rule_groups(slos: Sequence[SloSpec], context: RuleContext,
-                release_stalled_after_seconds: int | None = None) -> list[dict[str, Any]]:
-    """Every group; with a release controller (`release_stalled_after_seconds`), its own group too."""
+# --- drift -------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DriftAlertSpec:
+    """One model's drift policy, as far as its alerts need it (models[].drift)."""
+    model: str
+    severity: str  # the Drift alert's: page or ticket (DriftWatch is always a ticket)
+    consecutive_windows: int
+    window_seconds: int
+    min_samples: int
+    sample_percent: float  # of the model's request log the shipper forwards
+    retraining_volume: int | None = None  # samples since the reference that make a retraining due
+
+
+@dataclass(frozen=True)
+class DriftRules:
+    interval_seconds: int  # driftMonitor.ruleIntervalSeconds: the group's evaluation interval
+    models: tuple[DriftAlertSpec, ...]
+
+
+# Sustained watch before a ticket: a signal between its watch and drift limits for this long is worth a look.
+DRIFT_WATCH_FOR = "15m"
+# Long enough that a window of odd records does not open a ticket; the monitor reports each window.
+DRIFT_SCHEMA_FOR = "5m"
+DRIFT_MONITOR_DOWN_FOR = "5m"
+DRIFT_SILENT_WINDOW = "30m"
+_SILENT_SECONDS = 1800
+
+
+def drift_alerts(rules: DriftRules, context: RuleContext) -> list[dict[str, Any]]:
+    """The monitor's verdicts (`llmops_drift_status`: 0 stable or too few samples, 1 watch, 2 drift) and its health.
+
+    `Drift` has no `for`: the monitor reports drift only after `consecutiveWindows` windows in a row past the limit,
+    so waiting again would only add delay (the issue's budget: 18 s from the shift to the alert's condition). Every
+    annotation reads labels only -- model, signal, field: numbers and names, never a prompt."""
+    ns, region = context.drift_namespace, context.region
+    review = ("Review it with the drift-review runbook: it collects which signals moved, redacted sample prompts and "
+              "the topics that grew, and ends in one decision a person approves -- accept a new reference, request a "
+              "reindex, or request retraining.")
+
+    def drift_alert(name: str, expr: str, *, for_: str | None, summary: str, description: str,
+                    severity: str = "ticket", model: str | None = None) -> dict[str, Any]:
+        return alert(context, name, expr, for_=for_, severity=severity, runbook="drift-review",
+                     labels={"model": model} if model else None, summary=summary, description=description)
+
+    alerts = []
+    for spec in rules.models:
+        model = spec.model
+        status = f'llmops_drift_status{{namespace="{ns}",model="{model}"}}'
+        judged = (f"{spec.consecutive_windows} consecutive windows of at least {spec.min_samples} samples "
+                  f"({spec.window_seconds}s or longer)")
+        alerts += [
+            drift_alert("Drift", f"max by (model, signal) ({status}) >= 2", for_=None, severity=spec.severity,
+                        model=model, summary="{{ $labels.signal }} of {{ $labels.model }} has drifted from its reference",
+                        description=(f"In {region}, {{{{ $labels.model }}}}'s {{{{ $labels.signal }}}} has been past "
+                                     f"its drift limit for {judged}: what users send no longer looks like what this "
+                                     f"release was validated on. {review}")),
+            drift_alert("DriftWatch", f"max by (model, signal) ({status}) == 1", for_=DRIFT_WATCH_FOR, model=model,
+                        summary="{{ $labels.signal }} of {{ $labels.model }} is moving away from its reference",
+                        description=(f"In {region}, {{{{ $labels.model }}}}'s {{{{ $labels.signal }}}} has been "
+                                     f"between its watch and drift limits for {DRIFT_WATCH_FOR}. Not a drift yet; "
+                                     f"{review}")),
+        ]
+        if spec.retraining_volume is not None:
+            alerts.append(drift_alert(
+                "DriftRetrainingVolume",
+                f'max by (model) (llmops_drift_samples_since_reference{{namespace="{ns}",model="{model}"}}) '
+                f">= {spec.retraining_volume}", for_=None, model=model,
+                summary="{{ $labels.model }} has reached its retraining volume since its reference",
+                description=(f"In {region}, the drift monitor has counted {spec.retraining_volume} samples of "
+                             f"{{{{ $labels.model }}}} since its reference was built (retraining.volume): a "
+                             f"retraining is due by volume. {review}")))
+        # Traffic that should have brought minSamples to the monitor within the window at samplePercent, yet none
+        # came: the shipper is not forwarding, or the request log is not written.
+        floor = spec.min_samples / (_SILENT_SECONDS * spec.sample_percent / 100)
+        alerts.append(drift_alert(
+            "DriftMonitorDown",
+            f'sum by (model) (llmops:slo_requests:rate{DRIFT_SILENT_WINDOW}{{model="{model}"}}) >= {floor:g}\n'
+            f" unless on(model) sum by (model) (increase(llmops_drift_samples_total"
+            f'{{namespace="{ns}",model="{model}"}}[{DRIFT_SILENT_WINDOW}])) > 0',
+            for_=DRIFT_MONITOR_DOWN_FOR, model=model,
+            summary="The drift monitor receives no samples of {{ $labels.model }}",
+            description=(f"{{{{ $labels.model }}}} served requests in {region} for {DRIFT_SILENT_WINDOW}, enough for "
+                         f"{spec.min_samples} samples at {spec.sample_percent:g}%, yet the drift monitor received "
+                         "none: the log shipper is not forwarding them (Fluent Bit's drift.conf not included?), or "
+                         "the request log is not written. Drift of this model goes unnoticed until it is restored.")))
+    up = f'up{{namespace="{ns}",job="{DRIFT_MONITOR}"}}'
+    alerts += [
+        drift_alert("DriftSchemaChanged",
+                    f'max by (model, field, change) (llmops_drift_schema_changes{{namespace="{ns}"}}) > 0',
+                    for_=DRIFT_SCHEMA_FOR,
+                    summary="{{ $labels.model }}'s request log: field {{ $labels.field }} is missing or changed type",
+                    description=(f"In {region}, the field {{{{ $labels.field }}}} of {{{{ $labels.model }}}}'s "
+                                 f"request log has differed from its reference ({{{{ $labels.change }}}}) for "
+                                 f"{DRIFT_SCHEMA_FOR}: the signals that read it are not judged, and a schema change "
+                                 f"is a retraining trigger. {review}")),
+        drift_alert("DriftMonitorDown", f"max by (namespace, job) ({up}) < 1\n or absent({up})",
+                    for_=DRIFT_MONITOR_DOWN_FOR, summary=f"The drift monitor in {region} is down or not scraped",
+                    description=(f"Prometheus has not scraped {DRIFT_MONITOR} in {ns} for {DRIFT_MONITOR_DOWN_FOR}: "
+                                 "no drift is judged in this region, and none would alert. Serving is unaffected. "
+                                 "Restore the monitor (its pod, its settings, its references' bucket).")),
+    ]
+    return alerts
+
+
+def drift_group(rules: DriftRules, context: RuleContext) -> dict[str, Any]:
+    return {"name": "llmops-drift", "interval": f"{rules.interval_seconds}s", "rules": drift_alerts(rules, context)}
+
+
+def rule_groups(slos: Sequence[SloSpec], context: RuleContext, release_stalled_after_seconds: int | None = None,
+                drift: DriftRules | None = None) -> list[dict[str, Any]]:
+    """Every group; with a release controller (`release_stalled_after_seconds`) or a drift monitor (`drift`), theirs
+    too."""
     groups = [slo_group(spec, context) for spec in slos] + [
         {"name": "llmops-serving", "rules": serving_alerts([s.model for s in slos], context)},
         {"name": "llmops-gpu", "rules": gpu_alerts(context)},
@@ -311,6 +425,8 @@ def rule_groups(slos: Sequence[SloSpec], context: RuleContext,
     if release_stalled_after_seconds is not None:
         groups.append({"name": "llmops-release",
                        "rules": release_controller_alerts(context, release_stalled_after_seconds)})
+    if drift is not None and drift.models:
+        groups.append(drift_group(drift, context))
     return groups
 
 
