@@ -14,7 +14,7 @@ import pulumi
 
 from components.config import Alerting, Model
 from components.kubernetes import kubernetes_objects
-from components.manifests.alert_rules import RuleContext, SloSpec, prometheus_rule, rule_groups
+from components.manifests.alert_rules import DriftRules, RuleContext, SloSpec, prometheus_rule, rule_groups
 
 RULE_NAME = "llmops-alerts"
 
@@ -36,6 +36,8 @@ class AlertRulesArgs:
     tags: Mapping[str, str]
     # With a release controller in the region: alert when it has made no decision for this long.
     release_stalled_after_seconds: int | None = None
+    # With a drift monitor in the region: the models' drift alerts and the monitor's health.
+    drift: DriftRules | None = None
 
 
 class AlertRules(pulumi.ComponentResource):
@@ -43,7 +45,8 @@ class AlertRules(pulumi.ComponentResource):
         super().__init__("llmops:monitoring:AlertRules", name, None, opts)
         context = RuleContext(runbook_base_url=args.alerting.runbook_base_url, environment=args.environment,
                               region=args.region)
-        groups = rule_groups([slo_spec(m) for m in args.models], context, args.release_stalled_after_seconds)
+        groups = rule_groups([slo_spec(m) for m in args.models], context, args.release_stalled_after_seconds,
+                             args.drift)
         rule = prometheus_rule(name=RULE_NAME, namespace=args.alerting.rule_namespace, groups=groups, tags=args.tags,
                                selector_labels=args.alerting.rule_selector_labels)
         kubernetes_objects(name, [rule], self)

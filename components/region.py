@@ -16,6 +16,8 @@ from components.alert_rules import AlertRules, AlertRulesArgs
 from components.cluster import Cluster, ClusterArgs
 from components.config import StackConfig, region_code, rollout_surge
 from components.device_plugin import NvidiaDevicePlugin, NvidiaDevicePluginArgs
+from components.drift_monitor import DriftMonitor, DriftMonitorArgs, drift_rules
+from components.drift_monitor import wanted as drift_wanted
 from components.feature_store import FeatureStore, FeatureStoreArgs
 from components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
 from components.inference_gateway import InferenceGateway, InferenceGatewayArgs
@@ -101,7 +103,13 @@ class Region(pulumi.ComponentResource):
         AlertRules(f"{name}-alerts", AlertRulesArgs(alerting=cfg.alerting, models=cfg.models, environment=cfg.environment,
                                                      region=region, tags=tags,
                                                      release_stalled_after_seconds=stalled_after_seconds(cfg) if controlled
-                                                     else None), opts=on_cluster)
+                                                     else None, drift=drift_rules(cfg)), opts=on_cluster)
+        drift = None
+        if drift_wanted(cfg):
+            drift = DriftMonitor(name, DriftMonitorArgs(
+                config=cfg, region=region, oidc_provider=cluster.oidc_provider,
+                references_bucket=registry.artifact_bucket.name, references_bucket_arn=registry.artifact_bucket.arn,
+                references_key_arn=registry.key.arn, tags=tags), opts=on_both)
 
         operations = (Operations(name, OperationsArgs(environment=cfg.environment, tags=tags), opts=on_aws)
                       if self.role == "primary" else None)
@@ -132,5 +140,6 @@ class Region(pulumi.ComponentResource):
             "snapshotBucket": index.snapshot_bucket.name,
             "releases": {model: service.release_id for model, service in self.models.items()},
             "releaseController": controller.outputs if controller else None,
+            "driftMonitor": drift.outputs if drift else None,
         }
         self.register_outputs(self.outputs)
