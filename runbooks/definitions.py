@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from runbooks.drift_review import DRIFT_REVIEW
 from runbooks.engine import Runbook
 from runbooks.failover import FAILOVER
 from runbooks.pii_incident import PII_INCIDENT
@@ -11,4 +12,4 @@ from runbooks.rollback import ROLLBACK
 from runbooks.rollback_canary import ROLLBACK_CANARY
 
 RUNBOOKS: dict[str, Runbook[Any, Any]] = {runbook.name: runbook for runbook in (ROLLBACK, ROLLBACK_CANARY, PROMOTE, FAILOVER,
-                                                                                 REINDEX, PII_INCIDENT)}
+                                                                                 REINDEX, PII_INCIDENT, DRIFT_REVIEW)}

@@ -130,6 +130,16 @@ class RetrievalTargets(_Model):
         return self
 
 
+class DriftTargets(_Model):
+    """Where drift references live, where the monitor answers, where the request logs are (for evidence)."""
+    references: str = Field(min_length=1)  # s3://bucket/prefix (the stack's), or a directory (drills, tests)
+    monitor_url: str | None = Field(default=None, pattern=r"^https?://")  # the region's `llmops drift watch`
+    logs: str | None = None  # the request logs: s3://bucket/prefix or a directory (JSON lines)
+    embedding: Embedding = Embedding()  # for a model whose embedding model is not local:
+    # Where retraining requests are recorded (besides the notification); default: the evidence store.
+    retraining_requests: str | None = None
+
+
 class Targets(_Model):
     environment: str
     stack_file: str
@@ -141,6 +151,7 @@ class Targets(_Model):
     pii: Pii | None = None
     failover: FailoverTargets | None = None
     retrieval: RetrievalTargets | None = None
+    drift: DriftTargets | None = None
     lock: Lock = Lock()
     audit: Records
     evidence: Records

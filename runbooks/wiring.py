@@ -10,7 +10,7 @@ from runbooks.engine.services import FileLock, FileRecordStore, Lock, Notifier, 
 from runbooks.targets import Records, Targets
 
 
-def _store(records: Records, targets: Targets) -> RecordStore:
+def record_store(records: Records, targets: Targets) -> RecordStore:
     if records.uri.startswith("s3://"):
         from runbooks.adapters.aws import S3RecordStore, client
 
@@ -20,10 +20,18 @@ def _store(records: Records, targets: Targets) -> RecordStore:
     return FileRecordStore(records.uri)
 
 
+def notifier_for(targets: Targets) -> Notifier:
+    if targets.notifications.topic_arn:
+        from runbooks.adapters.aws import SnsNotifier, client
+
+        return SnsNotifier(targets.notifications.topic_arn, client("sns", region=targets.aws.region,
+                                                                   endpoint_url=targets.aws.endpoint_url))
+    return PrintNotifier()
+
+
 def services_for(targets: Targets) -> Services:
     state_dir = Path(targets.state_dir).expanduser()
     lock: Lock
-    notifier: Notifier
     if targets.lock.table:
         from runbooks.adapters.aws import DynamoDbLock, client
 
@@ -31,15 +39,9 @@ def services_for(targets: Targets) -> Services:
                                                        endpoint_url=targets.aws.endpoint_url))
     else:
         lock = FileLock(state_dir / "locks")
-    if targets.notifications.topic_arn:
-        from runbooks.adapters.aws import SnsNotifier, client
-
-        notifier = SnsNotifier(targets.notifications.topic_arn, client("sns", region=targets.aws.region,
-                                                                        endpoint_url=targets.aws.endpoint_url))
-    else:
-        notifier = PrintNotifier()
+    notifier = notifier_for(targets)
     audit_uri = targets.audit.uri
-    audit = AuditLog(store=_store(targets.audit, targets)) if audit_uri.startswith("s3://") else \
+    audit = AuditLog(store=record_store(targets.audit, targets)) if audit_uri.startswith("s3://") else \
         AuditLog(path=Path(audit_uri).expanduser() / "audit.jsonl")
-    return Services(lock=lock, notifier=notifier, audit=audit, evidence=_store(targets.evidence, targets),
+    return Services(lock=lock, notifier=notifier, audit=audit, evidence=record_store(targets.evidence, targets),
                     state_dir=state_dir, lock_ttl_seconds=targets.lock.ttl_seconds, pushgateway=targets.pushgateway)

@@ -260,14 +260,16 @@ class ReferenceStore:
 
     def put(self, reference: Reference) -> Reference:
         """Write the next version (exclusively; retried on a race); returns it with version and fingerprint set."""
-        for _ in range(5):
+        tried = 0
+        for _ in range(100):  # each loss means another writer took that version: try the next one
             versions = self.versions(reference.model)
-            version = (versions[-1] if versions else 0) + 1
-            stored = Reference(**{**reference.__dict__, "version": version, "previous": versions[-1] if versions else None,
+            version = max((versions[-1] if versions else 0) + 1, tried + 1)
+            stored = Reference(**{**reference.__dict__, "version": version, "previous": version - 1 if version > 1 else None,
                                   "fingerprint": content_fingerprint(reference.content(), length=64)})
             body = json.dumps(stored.to_json(), sort_keys=True).encode()
             if self._create(reference.model, version, body):
                 return stored
+            tried = version
         raise ReferenceError(f"{self.location}: could not take a new version for {reference.model} (too many writers)")
 
     def _create(self, model: str, version: int, body: bytes) -> bool:

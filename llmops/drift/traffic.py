@@ -54,6 +54,9 @@ class Shape:
     pii_share: float = 0.0  # share of prompts carrying personal data
 
 
+BASE = Shape()  # the reference's traffic
+
+
 def record(rng: random.Random, shape: Shape, *, ts: float, model: str = "chat", release: str = "r1") -> dict[str, Any]:
     topic = rng.choice(list(shape.topics))
     words = TOPICS[topic]
