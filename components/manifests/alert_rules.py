@@ -373,9 +373,9 @@ def drift_alerts(rules: DriftRules, context: RuleContext) -> list[dict[str, Any]
                 f'max by (model) (llmops_drift_samples_since_reference{{namespace="{ns}",model="{model}"}}) '
                 f">= {spec.retraining_volume}", for_=None, model=model,
                 summary="{{ $labels.model }} has reached its retraining volume since its reference",
-                description=(f"In {region}, the drift monitor has counted {spec.retraining_volume} samples of "
-                             f"{{{{ $labels.model }}}} since its reference was built (retraining.volume): a "
-                             f"retraining is due by volume. {review}")))
+                description=(f"In {region}, {{{{ $labels.model }}}} has served about {spec.retraining_volume} "
+                             "requests since its current reference (the monitor's samples scaled by samplePercent; "
+                             f"retraining.volume): a retraining is due by volume. {review}")))
         # Traffic that should have brought minSamples to the monitor within the window at samplePercent, yet none
         # came: the shipper is not forwarding, or the request log is not written.
         floor = spec.min_samples / (_SILENT_SECONDS * spec.sample_percent / 100)
