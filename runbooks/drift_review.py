@@ -60,6 +60,7 @@ class Backends:
     records: RecordStore  # where decisions and requests are recorded (the evidence store)
     notifier: Notifier
     s3: Any  # a factory of boto3 S3 clients (logs and references under s3://)
+    evidence_shown: bool = False  # prepare runs twice (plan, then again under the lock): say it once
 
 
 @dataclass
@@ -234,6 +235,10 @@ def prepare(ctx: Preparing[Backends]) -> Facts:
                   schema_changes=schema_changes, topics=topics, triggers=triggers,
                   samples_since_reference=since_reference, logs=logs, since=since, recent_records=recent,
                   logs_unreadable=unreadable)
+    if not ctx.backends.evidence_shown:
+        ctx.backends.evidence_shown = True
+        for line in _evidence_lines(facts):
+            ctx.progress(line)
     if decision == "accept":
         if not logs:
             raise InputError(f"--decision accept builds a reference from recent logs: give --from LOGS, or "
@@ -256,16 +261,27 @@ def prepare(ctx: Preparing[Backends]) -> Facts:
 
 # --- steps --------------------------------------------------------------------------------------------------------
 
-def _evidence(ctx: Ctx) -> dict[str, Any]:
-    f = ctx.facts
+def _evidence_lines(f: Facts) -> list[str]:
+    """What moved, for the person deciding: printed before the plan (the plan itself holds no reading that changes
+    from one second to the next, so approving it does not race the monitor)."""
+    lines = [f"{f.model}: {f.status} against reference v{f.reference_version or 0} ({f.recent_records} recent "
+             f"requests in the logs; {f.samples_since_reference or 0} since the reference)"]
     for signal in f.signals:
         value = "n/a" if signal["value"] is None else f"{signal['value']:.3f}"
-        ctx.progress(f"  {signal['name']}: {value} (limit {signal['limit']:.3f}) {signal['status']}")
+        lines.append(f"  {signal['name']}: {value} (limit {signal['limit']:.3f}) {signal['status']}")
+    for change in f.schema_changes:
+        lines.append(f"  schema: {change['field']} {change['change']}")
     if f.logs_unreadable:
-        ctx.progress(f"  recent logs: not read ({f.logs_unreadable}); no topics or examples")
+        lines.append(f"  recent logs: not read ({f.logs_unreadable}); no topics or examples")
     for topic in f.topics:
-        ctx.progress(f"  {topic['topic']}: {topic['share']:.0%} of recent requests "
-                     f"(reference {topic['reference_share']:.0%})")
+        lines.append(f"  {topic['topic']}: {topic['share']:.0%} of recent requests (reference "
+                     f"{topic['reference_share']:.0%}), e.g. " + " | ".join(topic["examples"][:2]))
+    lines.append("  retraining triggers: " + (", ".join(t["trigger"] for t in f.triggers) or "none"))
+    return lines
+
+
+def _evidence(ctx: Ctx) -> dict[str, Any]:
+    f = ctx.facts
     return {"status": f.status, "signals": f.signals, "schema_changes": f.schema_changes, "topics": f.topics,
             "triggers": f.triggers, "samples_since_reference": f.samples_since_reference,
             "recent_records": f.recent_records, "logs_unreadable": f.logs_unreadable,
@@ -291,9 +307,9 @@ def _accept_plan(ctx: Ctx) -> Change | None:
     f = ctx.facts
     if f.decision != "accept":
         return None
-    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(f.since))
-    return Change(f"build reference v{(f.reference_version or 0) + 1} of {f.model} from {f.recent_records} records "
-                  f"since {since} (release {f.release}); the monitor judges against it from then",
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(f.since)) if ctx.params.get("since") else "an hour ago"
+    return Change(f"build reference v{(f.reference_version or 0) + 1} of {f.model} from its request logs since {since} "
+                  f"(release {f.release}); the monitor judges against it from then",
                   {"reference_version": f.reference_version}, {"reference_version": (f.reference_version or 0) + 1})
 
 
@@ -419,7 +435,7 @@ DRIFT_REVIEW: Runbook[Facts, Backends] = Runbook(
     steps=(
         Step("collect-evidence", "Record what moved: each signal against its limit, schema changes, the topics that "
              "grew with redacted example prompts, and the retraining triggers that hold.",
-             plan=lambda ctx: Change(f"record the evidence of {ctx.facts.model} ({ctx.facts.status})"),
+             plan=lambda ctx: Change(f"record the evidence of {ctx.facts.model}"),
              check=always_run, action=_evidence, verify=lambda ctx: True, timeout_seconds=60,
              needs_approval=False),
         Step("accept-reference", "accept: build the next reference version from the recent logs and verify the "
@@ -429,8 +445,8 @@ DRIFT_REVIEW: Runbook[Facts, Backends] = Runbook(
              timeout_seconds=600, retries=1),
         Step("record-decision", "Record the decision with its reasons (a reindex or retraining request; for a "
              "reindex, the reindex runbook's command).",
-             plan=lambda ctx: Change(f"record the {ctx.facts.decision} decision for {ctx.facts.model} with reasons: "
-                                     + (", ".join(t["trigger"] for t in ctx.facts.triggers) or "none")),
+             plan=lambda ctx: Change(f"record the {ctx.facts.decision} decision for {ctx.facts.model} with the "
+                                     "retraining triggers that hold"),
              check=_recorded, action=_record, verify=_recorded, timeout_seconds=60),
         Step("notify", "Tell the team: the decision, its reasons and where it is recorded.",
              plan=lambda ctx: Change("notify the decision"), check=always_run, action=_notify,

@@ -329,6 +329,7 @@ DRIFT_WATCH_FOR = "15m"
 # Long enough that a window of odd records does not open a ticket; the monitor reports each window.
 DRIFT_SCHEMA_FOR = "5m"
 DRIFT_MONITOR_DOWN_FOR = "5m"
+DRIFT_REFERENCE_MISSING_FOR = "15m"  # a new model's first reference is built after its first traffic
 DRIFT_SILENT_WINDOW = "30m"
 _SILENT_SECONDS = 1800
 
@@ -392,6 +393,15 @@ def drift_alerts(rules: DriftRules, context: RuleContext) -> list[dict[str, Any]
                          "the request log is not written. Drift of this model goes unnoticed until it is restored.")))
     up = f'up{{namespace="{ns}",job="{DRIFT_MONITOR}"}}'
     alerts += [
+        drift_alert("DriftReferenceMissing",
+                    f'max by (model) (llmops_drift_reference_version{{namespace="{ns}"}}) == 0',
+                    for_=DRIFT_REFERENCE_MISSING_FOR,
+                    summary="{{ $labels.model }} has no drift reference: its drift is not judged",
+                    description=(f"In {region}, the drift monitor has no reference for {{{{ $labels.model }}}}, so "
+                                 "it judges nothing of its requests (their samples are counted as dropped). Build "
+                                 "one from a window of its request logs: llmops drift reference --env "
+                                 f"{context.environment} --model {{{{ $labels.model }}}} --from s3://<logs>/<prefix>; "
+                                 "the monitor follows it within a minute.")),
         drift_alert("DriftSchemaChanged",
                     f'max by (model, field, change) (llmops_drift_schema_changes{{namespace="{ns}"}}) > 0',
                     for_=DRIFT_SCHEMA_FOR,

@@ -171,6 +171,119 @@ def _drill_canary(args: argparse.Namespace) -> int:
             shutil.rmtree(drill.workdir, ignore_errors=True)
 
 
+def _drill_drift(args: argparse.Namespace) -> int:
+    """Reference traffic into a real drift monitor scraped by real Prometheus with the stack's drift rules; at
+    --inject-after seconds a new topic takes --share of the requests (or prompt tokens grow by half); the Drift alert
+    must fire, the drift-review runbook accepts the new normal (approved by the drill), the alert must resolve."""
+    import json
+    import shutil
+    import tempfile
+    import time
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    from llmops.drill.drift_drill import ENV, DriftDrill, Timeline
+    from runbooks.engine import Interrupted, RunbookError
+    from runbooks.engine.runner import RunOptions, signals_interrupt
+    from runbooks.launch import launch
+
+    def say(message: str) -> None:
+        print(message, flush=True)
+
+    def clock(at: float) -> str:
+        return datetime.fromtimestamp(at, timezone.utc).strftime("%H:%M:%S.%f")[:-4]
+
+    drill = DriftDrill(Path(tempfile.mkdtemp(prefix="llmops-drift-drill-")), rate=args.rate)
+    timeline = Timeline()
+    samples: dict[str, int] = {}
+    try:
+        with signals_interrupt():
+            say("drill: building a reference and starting a drift monitor and Prometheus ...")
+            try:
+                drill.start()
+            except RuntimeError as error:
+                raise UsageError(f"drill: {error}") from None
+            os.environ.update(drill.environment())
+            policy, prometheus = drill.policy.drift, drill.prometheus
+            assert prometheus is not None  # started
+            say(f"drill: {drill.model}: {args.rate:g} requests/s into {drill.monitor_url}; Prometheus {prometheus.url}"
+                f" scrapes it every {drill.scrape_seconds}s and evaluates the stack's drift rules every "
+                f"{drill.rule_seconds}s; windows of {policy.window_seconds}s (at least {policy.min_samples} samples), "
+                f"drift after {policy.consecutive_windows} in a row")
+            drill.wait(lambda: drill.prometheus_status() == 0 and drill.monitor_status()[1], 120,
+                       "the first judged window in Prometheus")
+            drill.wait(lambda: time.time() - drill.started_at >= args.inject_after, args.inject_after + 5, "injection")
+            what = (f"a new topic on {args.share:.0%} of requests" if args.scenario == "topic"
+                    else f"prompt tokens x1.5 on {args.share:.0%} of requests")
+            timeline.mark("injected", drill.inject(args.scenario, args.share))
+            samples["injected"] = drill.posted
+            say(f"drill: {clock(timeline.events['injected'])} injected {what}")
+            marks = (("monitor_drift", "the monitor judged drift", lambda: drill.monitor_status()[0] >= 2),
+                     ("prometheus_saw", "Prometheus scraped the drift status", lambda: drill.prometheus_status() >= 2),
+                     ("alert_firing", "the Drift alert is firing", drill.alert))
+            deadline = time.time() + args.timeout
+            while time.time() < deadline and "alert_firing" not in timeline.events:
+                for name, text, seen in marks:
+                    if name not in timeline.events and seen():
+                        timeline.mark(name)
+                        samples[name] = drill.posted
+                        say(f"drill: {clock(timeline.events[name])} +{timeline.since(name):5.1f}s {text} "
+                            f"({samples[name] - samples['injected']} samples after the shift) "
+                            f"{drill.monitor_status()[1]}")
+                time.sleep(0.2)
+            if "alert_firing" not in timeline.events:
+                say(f"drill: the Drift alert did not fire within {args.timeout:g}s")
+                return 1
+            # The new normal is what the reference should now describe: enough of it for a reference first.
+            drill.wait(lambda: drill.posted - samples["injected"] >= 300, 120, "300 requests of the new traffic")
+            since = datetime.fromtimestamp(timeline.events["injected"], timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            say(f"drill: {clock(time.time())} running drift-review --decision accept --since {since} (approved by the "
+                "drill: --yes)")
+            timeline.mark("runbook_started")
+            try:
+                result = launch("drift-review", ENV, {"model": drill.model, "decision": "accept", "since": since},
+                                RunOptions(yes=True), lambda message: print(message, flush=True))
+            except RunbookError as error:
+                print(f"drill: the drift-review runbook refused: {error}", file=sys.stderr)
+                return error.exit_code
+            timeline.mark("runbook_finished")
+            for step in result.steps:
+                say(f"  {step['step']:<18} {step['outcome']:<10} {step.get('seconds', 0):.2f}s")
+            if result.status != "succeeded":
+                say(f"drill: drift-review {result.status}: {result.error}")
+                return result.exit_code or 1
+            accepted = (next(st for st in result.steps if st["step"] == "accept-reference").get("outputs") or {})
+            version = accepted.get("version")
+            # Mitigated: Prometheus has scraped the monitor judging against the accepted reference, its verdict is
+            # stable, and the alert is no longer firing.
+            drill.wait(lambda: drill.prometheus_reference_version() == version and drill.prometheus_status() == 0
+                       and not drill.alert(), args.timeout, f"Prometheus to see reference v{version} judged stable")
+            timeline.mark("mitigation_verified")
+            say(f"drill: {clock(timeline.events['mitigation_verified'])} +{timeline.since('mitigation_verified'):5.1f}s "
+                f"mitigation verified: Prometheus sees reference v{version} judged stable and the Drift alert resolved")
+            report = {"scenario": args.scenario, "share": args.share, "rate": args.rate, "model": drill.model,
+                      "scrape_interval_seconds": drill.scrape_seconds, "rule_interval_seconds": drill.rule_seconds,
+                      "timeline": {k: clock(v) for k, v in timeline.events.items()},
+                      "seconds_after_injection": {k: timeline.since(k) for k in timeline.events if k != "injected"},
+                      "samples_after_injection": {k: v - samples["injected"] for k, v in samples.items()
+                                                  if k != "injected"},
+                      "run_id": result.run_id}
+            say(json.dumps(report, indent=2, sort_keys=True))
+            return 0
+    except Interrupted as stop:
+        print(f"drill: stopped by {stop.name}; stopping every backend it started", file=sys.stderr)
+        return stop.exit_code
+    except TimeoutError as error:
+        print(f"drill: {error}", file=sys.stderr)
+        return 1
+    finally:
+        drill.stop()
+        if args.keep:
+            say(f"drill: references, logs, evidence and audit log kept under {drill.workdir}")
+        else:
+            shutil.rmtree(drill.workdir, ignore_errors=True)
+
+
 def add_parsers(commands: Any) -> None:
     drill = commands.add_parser("drill", help="on-call drills on real local backends").add_subparsers(
         dest="drill", required=True)
@@ -189,3 +302,14 @@ def add_parsers(commands: Any) -> None:
     canary.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds (exit 1)")
     canary.add_argument("--keep", action="store_true", help="keep the drill's directory afterwards")
     canary.set_defaults(handler=_drill_canary)
+    drift = drill.add_parser(
+        "drift", help="a drift monitor scraped by real Prometheus; a shift injected, the Drift alert fires, "
+                      "drift-review accepts the new normal")
+    drift.add_argument("--scenario", choices=("topic", "tokens"), default="topic",
+                       help="topic: a new topic on --share of requests; tokens: their prompt tokens x1.5")
+    drift.add_argument("--share", type=float, default=0.3, help="share of requests shifted (default 0.3)")
+    drift.add_argument("--rate", type=float, default=10.0, help="requests per second (default 10)")
+    drift.add_argument("--inject-after", type=float, default=20.0, help="seconds of reference traffic first")
+    drift.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds (exit 1)")
+    drift.add_argument("--keep", action="store_true", help="keep the drill's directory afterwards")
+    drift.set_defaults(handler=_drill_drift)

@@ -79,6 +79,7 @@ class Monitor:
         self.windows: dict[str, ModelWindow] = {}
         self.loaded_at: dict[str, int] = {}  # samples_total of the window when its reference was loaded
         self.last: dict[str, Judgement] = {}
+        self.references_read = False
         for model in settings.models:
             self.metrics.samples.labels(model)
             self.metrics.reference_version.labels(model).set(0)
@@ -87,7 +88,8 @@ class Monitor:
 
     @property
     def ready(self) -> bool:
-        return all(model in self.windows for model in self.settings.models)
+        """The references were read (a model without one is reported, not a reason to refuse samples)."""
+        return self.references_read
 
     def load_references(self) -> list[str]:
         """Follow each model's newest reference version; a new one starts a new window. Returns what changed."""
@@ -100,6 +102,7 @@ class Monitor:
             reference = self.store.get(model, versions[-1])
             self.use(model, reference)
             changed.append(f"{model} v{reference.version}")
+        self.references_read = True
         return changed
 
     def use(self, model: str, reference: Reference) -> None:

@@ -4,7 +4,7 @@
     GET  /metrics      Prometheus exposition
     GET  /v1/state     what the monitor holds: numbers and vectors, never a prompt
     GET  /healthz      alive
-    GET  /readyz       every model has a reference
+    GET  /readyz       the references were read (models without one are listed; they are judged once it exists)
 
 A thread judges the windows every second and another follows the reference versions. A body larger than the
 settings' limit is refused (413) unread; a line that is not a record is counted and dropped.

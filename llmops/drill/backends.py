@@ -331,18 +331,20 @@ class SimulatedVllm:
 
 
 class PrometheusServer:
-    """Debian's Prometheus scraping the exporter every half second, with page-level rules of the test's."""
+    """Debian's Prometheus scraping the exporter every half second (or at `interval`), with the rules it is given."""
 
-    def __init__(self, workdir: Path, targets: dict[str, tuple[int, dict[str, str]]], rules: list[dict]) -> None:
+    def __init__(self, workdir: Path, targets: dict[str, tuple[int, dict[str, str]]], rules: list[dict], *,
+                 interval: str = "500ms", evaluation_interval: str = "500ms") -> None:
         self.binary = shutil.which("prometheus")
         if self.binary is None:
             raise RuntimeError("Debian's prometheus is missing (apt-get install --no-install-recommends prometheus); "
                                "scripts/dev.sh installs it")
         self.workdir, self.port = workdir, free_port()
         # Every half second: a drill sees a release change (and its alert clear) within a couple of seconds.
-        (workdir / "rules.yml").write_text(yaml.safe_dump({"groups": [{"name": "test", "interval": "500ms",
+        (workdir / "rules.yml").write_text(yaml.safe_dump({"groups": [{"name": "test", "interval": evaluation_interval,
                                                                        "rules": rules}]}))
-        config = {"global": {"scrape_interval": "500ms", "evaluation_interval": "500ms"}, "rule_files": ["rules.yml"],
+        config = {"global": {"scrape_interval": interval, "evaluation_interval": evaluation_interval},
+                  "rule_files": ["rules.yml"],
                   "scrape_configs": [{"job_name": job, "static_configs": [{"targets": [f"127.0.0.1:{port}"], "labels": labels}]}
                                      for job, (port, labels) in targets.items()]}
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))

@@ -97,23 +97,29 @@ def lines(count, shape=traffic.BASE, seed=0):
     return [json.dumps(traffic.record(rng, shape, ts=time.time(), model=MODEL)).encode() for _ in range(count)]
 
 
-def test_ready_once_a_reference_exists_and_follows_new_versions(monitor, embedder):
+def version(url):
+    return metrics(url)[("llmops_drift_reference_version", (("model", MODEL),))]
+
+
+def test_without_a_reference_it_says_so_and_follows_new_versions(monitor, embedder):
     world, policy, url = monitor
-    status, body = get(url + "/readyz")
-    assert status == 503 and json.loads(body)["waiting_for_reference"] == [MODEL]
+    # Ready (the references were read) though this model has none yet: it is listed, its samples dropped, its
+    # reference version 0 (the DriftReferenceMissing alert reads that).
+    status, body = wait_for(lambda: (lambda answer: answer[0] == 200 and answer)(get(url + "/readyz")), what="ready")
+    assert json.loads(body)["waiting_for_reference"] == [MODEL] and version(url) == 0
     assert post(url + "/v1/samples", b"\n".join(lines(5)))[1] == {"accepted": 5, "rejected": {}}
     assert metrics(url)[("llmops_drift_rejected_lines_total", (("reason", "no_reference"),))] == 5
     write_reference(world, policy, embedder)
-    wait_for(lambda: get(url + "/readyz")[0] == 200, what="ready")
-    assert metrics(url)[("llmops_drift_reference_version", (("model", MODEL),))] == 1
+    wait_for(lambda: version(url) == 1, what="v1")
+    assert json.loads(get(url + "/readyz")[1])["waiting_for_reference"] == []
     write_reference(world, policy, embedder, seed=2)
-    wait_for(lambda: metrics(url)[("llmops_drift_reference_version", (("model", MODEL),))] == 2, what="v2")
+    wait_for(lambda: version(url) == 2, what="v2")
 
 
 def test_bad_lines_are_counted_by_reason_and_dropped_never_fatal(monitor, embedder):
     world, policy, url = monitor
     write_reference(world, policy, embedder)
-    wait_for(lambda: get(url + "/readyz")[0] == 200, what="ready")
+    wait_for(lambda: version(url) == 1, what="the reference")
     fluent_bit = json.dumps({"log": lines(1)[0].decode(), "kubernetes": {"pod_name": "vllm-0"}}).encode()
     body = b"\n".join([*lines(3), b"not json", b"[1, 2]", b'{"prompt": "no model"}', b'{"model": "other"}',
                        b"\xff\xfe\x00", b"{" * 10_000, fluent_bit, b""])
@@ -132,7 +138,7 @@ def test_bad_lines_are_counted_by_reason_and_dropped_never_fatal(monitor, embedd
 def test_a_topic_shift_is_judged_drift_over_http(monitor, embedder):
     world, policy, url = monitor
     write_reference(world, policy, embedder)
-    wait_for(lambda: get(url + "/readyz")[0] == 200, what="ready")
+    wait_for(lambda: version(url) == 1, what="the reference")
     shift = traffic.Shape(topics=("health", "gaming"))
     status = ("llmops_drift_status", (("model", MODEL), ("signal", "embedding")))
 
@@ -148,7 +154,7 @@ def test_a_topic_shift_is_judged_drift_over_http(monitor, embedder):
 def test_the_monitor_keeps_no_personal_data(monitor, embedder):
     world, policy, url = monitor
     write_reference(world, policy, embedder)
-    wait_for(lambda: get(url + "/readyz")[0] == 200, what="ready")
+    wait_for(lambda: version(url) == 1, what="the reference")
     with_pii = lines(200, traffic.Shape(pii_share=1.0), seed=5)
     assert b"jane.doe@example.com" in b"".join(with_pii) or b"4111 1111" in b"".join(with_pii)
     assert post(url + "/v1/samples", b"\n".join(with_pii))[1]["accepted"] == 200

@@ -44,9 +44,10 @@ def test_a_dry_run_shows_the_evidence_and_changes_nothing(world):
     drifted(world)
     result = world.cli("--model", MODEL, "--decision", "accept", "--dry-run")
     assert result.returncode == 0, result.stderr
-    assert "status drift" in result.stdout or "drift" in result.stdout
-    plan = result.stdout
-    assert "build reference v2 of chat-small from 600 records" in plan
+    plan = result.stdout + result.stderr
+    assert "chat-small: drift against reference v1 (600 recent requests in the logs" in plan
+    assert "  embedding: " in plan and "retraining triggers: drift" in plan
+    assert "build reference v2 of chat-small from its request logs since an hour ago" in plan
     assert "jane.doe@example.com" not in plan + result.stderr and "4111 1111" not in plan + result.stderr
     assert ReferenceStore(str(world.references)).versions(MODEL) == [1] and world.run_ids() == []
 
