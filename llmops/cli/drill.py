@@ -6,75 +6,89 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from llmops.cli.errors import UsageError
 
+STARTING = "drill: starting local backends (MLflow store, Kubernetes API, Prometheus, Pushgateway, moto) ..."
+
+
+def _rehearse(drill: Any, keep: bool, starting: str, kept: str, rehearse: Callable[[], int]) -> int:
+    """Start a drill's backends and rehearse on them. SIGINT and SIGTERM end it through `finally`: every server it
+    started is stopped and its directory removed (unless --keep), whatever it was doing."""
+    import shutil
+
+    from runbooks.engine import Interrupted
+    from runbooks.engine.runner import signals_interrupt
+
+    try:
+        with signals_interrupt():
+            print(starting, flush=True)
+            try:
+                drill.start()
+            except RuntimeError as error:
+                raise UsageError(f"drill: {error}") from None
+            return rehearse()
+    except Interrupted as stop:
+        print(f"drill: stopped by {stop.name}; stopping every backend it started", file=sys.stderr)
+        return stop.exit_code
+    finally:
+        drill.stop()
+        if keep:
+            print(f"drill: {kept} kept under {drill.workdir}", flush=True)
+        else:
+            shutil.rmtree(drill.workdir, ignore_errors=True)
+
 
 def _drill_rollback(args: argparse.Namespace) -> int:
-    import shutil
     import time
 
     from llmops.drill.rollback_drill import REGISTERED_MODEL, SERVICE, scratch_drill
-    from runbooks.engine import Interrupted, RunbookError
-    from runbooks.engine.runner import RunOptions, signals_interrupt
+    from runbooks.engine import RunbookError
+    from runbooks.engine.runner import RunOptions
     from runbooks.launch import launch
 
     def say(message: str) -> None:
         print(message, flush=True)
 
     drill = scratch_drill()
-    # SIGINT and SIGTERM end the drill through `finally`: every server it started is stopped and its directory
-    # removed (unless --keep), whatever it was doing.
-    try:
-        with signals_interrupt():
-            say("drill: starting local backends (MLflow store, Kubernetes API, Prometheus, Pushgateway, moto) ...")
-            try:
-                drill.start()
-            except RuntimeError as error:
-                raise UsageError(f"drill: {error}") from None
-            say(f"drill: backends up: {drill.describe()}")
-            os.environ.update(drill.environment())
-            drill.wait_until_degraded()
-            say(f"drill: {SERVICE} serves {REGISTERED_MODEL} version {drill.serving_version()} (alias production -> "
-                f"{drill.production_alias()}); it fails 20% of requests and a page alert is firing. Rolling back:")
-            began = time.monotonic()
-            try:
-                result = launch("rollback", "drill", {"service": SERVICE, "to": None}, RunOptions(yes=True),
-                                lambda message: print(message, flush=True))
-            except RunbookError as error:
-                print(f"drill: the rollback refused: {error}", file=sys.stderr)
-                return error.exit_code
-            say(result.plan.render())
-            for step in result.steps:
-                say(f"  {step['step']:<22} {step['outcome']:<12} {step.get('seconds', 0):.2f}s")
-            if result.status == "interrupted":
-                print(f"drill: {result.error}", file=sys.stderr)
-                return result.exit_code
-            assert result.run_id is not None  # a run that was not a dry run
-            evidence = drill.evidence(result.run_id)
-            before, after = evidence["signals"].get("before", {}), evidence["signals"].get("after", {})
-            say(f"drill: {result.status} in {time.monotonic() - began:.1f}s; now serving version "
-                f"{drill.serving_version()}, alias production -> {drill.production_alias()}, route {drill.route_weights()}")
-            say(f"drill: error ratio {before.get('availability_error_ratio')} -> {after.get('availability_error_ratio')}; "
-                f"paging {before.get('page_alerts')} -> {after.get('page_alerts')}")
+
+    def rehearse() -> int:
+        say(f"drill: backends up: {drill.describe()}")
+        os.environ.update(drill.environment())
+        drill.wait_until_degraded()
+        say(f"drill: {SERVICE} serves {REGISTERED_MODEL} version {drill.serving_version()} (alias production -> "
+            f"{drill.production_alias()}); it fails 20% of requests and a page alert is firing. Rolling back:")
+        began = time.monotonic()
+        try:
+            result = launch("rollback", "drill", {"service": SERVICE, "to": None}, RunOptions(yes=True),
+                            lambda message: print(message, flush=True))
+        except RunbookError as error:
+            print(f"drill: the rollback refused: {error}", file=sys.stderr)
+            return error.exit_code
+        say(result.plan.render())
+        for step in result.steps:
+            say(f"  {step['step']:<22} {step['outcome']:<12} {step.get('seconds', 0):.2f}s")
+        if result.status == "interrupted":
+            print(f"drill: {result.error}", file=sys.stderr)
             return result.exit_code
-    except Interrupted as stop:
-        print(f"drill: stopped by {stop.name}; stopping every backend it started", file=sys.stderr)
-        return stop.exit_code
-    finally:
-        drill.stop()
-        if args.keep:
-            say(f"drill: evidence, audit log and pinned stack file kept under {drill.workdir}")
-        else:
-            shutil.rmtree(drill.workdir, ignore_errors=True)
+        assert result.run_id is not None  # a run that was not a dry run
+        evidence = drill.evidence(result.run_id)
+        before, after = evidence["signals"].get("before", {}), evidence["signals"].get("after", {})
+        say(f"drill: {result.status} in {time.monotonic() - began:.1f}s; now serving version "
+            f"{drill.serving_version()}, alias production -> {drill.production_alias()}, route {drill.route_weights()}")
+        say(f"drill: error ratio {before.get('availability_error_ratio')} -> {after.get('availability_error_ratio')}; "
+            f"paging {before.get('page_alerts')} -> {after.get('page_alerts')}")
+        return result.exit_code
+
+    return _rehearse(drill, args.keep, STARTING, "evidence, audit log and pinned stack file", rehearse)
 
 
 def _drill_canary(args: argparse.Namespace) -> int:
     """A canary serving beside the stable release; at --inject-after seconds the scenario starts; the release
     controller analyzes every interval on real Prometheus and acts through the runbooks, as in production."""
     import json
-    import shutil
     import tempfile
     import time
     from pathlib import Path
@@ -86,8 +100,6 @@ def _drill_canary(args: argparse.Namespace) -> int:
     from runbooks.adapters.kubernetes_cluster import KubernetesCluster
     from runbooks.adapters.mlflow_registry import MlflowRegistry
     from runbooks.adapters.prometheus import Prometheus
-    from runbooks.engine import Interrupted
-    from runbooks.engine.runner import signals_interrupt
     from runbooks.targets import load_targets
 
     def say(message: str) -> None:
@@ -95,13 +107,9 @@ def _drill_canary(args: argparse.Namespace) -> int:
 
     drill = CanaryDrill(Path(tempfile.mkdtemp(prefix="llmops-canary-drill-")), rate=args.rate)
     timeline: dict[str, float] = {}
-    try:
-        with signals_interrupt():
-            say("drill: starting local backends (MLflow store, Kubernetes API, Prometheus, Pushgateway, moto) ...")
-            try:
-                drill.start()
-            except RuntimeError as error:
-                raise UsageError(f"drill: {error}") from None
+
+    def rehearse() -> int:
+        try:
             os.environ.update(drill.environment())
             drill.wait_until_degraded()
             targets = load_targets("drill")
@@ -158,17 +166,10 @@ def _drill_canary(args: argparse.Namespace) -> int:
             expected = {"regression": "rolled-back", "latency": "rolled-back", "quality-dip": "paused",
                         "healthy": "promoted", "no-traffic": "none"}[args.scenario]
             return 0 if outcome.acted == expected else 1
-    except stack_config.ConfigError as error:
-        raise UsageError(str(error)) from None
-    except Interrupted as stop:
-        print(f"drill: stopped by {stop.name}; stopping every backend it started", file=sys.stderr)
-        return stop.exit_code
-    finally:
-        drill.stop()
-        if args.keep:
-            say(f"drill: evidence, audit log and stack file kept under {drill.workdir}")
-        else:
-            shutil.rmtree(drill.workdir, ignore_errors=True)
+        except stack_config.ConfigError as error:
+            raise UsageError(str(error)) from None
+
+    return _rehearse(drill, args.keep, STARTING, "evidence, audit log and stack file", rehearse)
 
 
 def _drill_drift(args: argparse.Namespace) -> int:
@@ -176,15 +177,14 @@ def _drill_drift(args: argparse.Namespace) -> int:
     --inject-after seconds a new topic takes --share of the requests (or prompt tokens grow by half); the Drift alert
     must fire, the drift-review runbook accepts the new normal (approved by the drill), the alert must resolve."""
     import json
-    import shutil
     import tempfile
     import time
     from datetime import datetime, timezone
     from pathlib import Path
 
     from llmops.drill.drift_drill import ENV, DriftDrill, Timeline
-    from runbooks.engine import Interrupted, RunbookError
-    from runbooks.engine.runner import RunOptions, signals_interrupt
+    from runbooks.engine import RunbookError
+    from runbooks.engine.runner import RunOptions
     from runbooks.launch import launch
 
     def say(message: str) -> None:
@@ -196,13 +196,9 @@ def _drill_drift(args: argparse.Namespace) -> int:
     drill = DriftDrill(Path(tempfile.mkdtemp(prefix="llmops-drift-drill-")), rate=args.rate)
     timeline = Timeline()
     samples: dict[str, int] = {}
-    try:
-        with signals_interrupt():
-            say("drill: building a reference and starting a drift monitor and Prometheus ...")
-            try:
-                drill.start()
-            except RuntimeError as error:
-                raise UsageError(f"drill: {error}") from None
+
+    def rehearse() -> int:
+        try:
             os.environ.update(drill.environment())
             policy, prometheus = drill.policy.drift, drill.prometheus
             assert prometheus is not None  # started
@@ -270,18 +266,12 @@ def _drill_drift(args: argparse.Namespace) -> int:
                       "run_id": result.run_id}
             say(json.dumps(report, indent=2, sort_keys=True))
             return 0
-    except Interrupted as stop:
-        print(f"drill: stopped by {stop.name}; stopping every backend it started", file=sys.stderr)
-        return stop.exit_code
-    except TimeoutError as error:
-        print(f"drill: {error}", file=sys.stderr)
-        return 1
-    finally:
-        drill.stop()
-        if args.keep:
-            say(f"drill: references, logs, evidence and audit log kept under {drill.workdir}")
-        else:
-            shutil.rmtree(drill.workdir, ignore_errors=True)
+        except TimeoutError as error:
+            print(f"drill: {error}", file=sys.stderr)
+            return 1
+
+    return _rehearse(drill, args.keep, "drill: building a reference and starting a drift monitor and Prometheus ...",
+                     "references, logs, evidence and audit log", rehearse)
 
 
 def add_parsers(commands: Any) -> None:
