@@ -46,8 +46,9 @@ Scenarios
    --evidently-every seconds; the per-evaluation alarm rate and unbiased estimates of the alarms (rising edges) per
    simulated run, without and with the consecutive rule, extrapolated to one judgement per second.
 
-Why PSI alarms on unchanged traffic: the PSI of independent minSamples-sample windows drawn from the reference's
-proportions, against the noise floor (stats.psi_floor, meant as the 99.9 % point) and other limits (4 M draws).
+How often PSI passes its limits on unchanged traffic: the PSI of independent windows of the smallest size a PSI is
+judged on (stats.PSI_MIN_SAMPLES) drawn from the reference's proportions, against the noise floor (stats.psi_floor,
+meant as the 1 - 1e-6 point) and other limits (4 M draws).
 Policy variants: when the policy misses a target, scenarios 1-3 run again under each of AUTO_VARIANTS (both meet
 the delay targets on 30 trials; the library is not changed), or under --variant policies; their scenario 2 replays the
 same traffic (same seeds), without Evidently.
@@ -853,7 +854,7 @@ def print_report(result: dict[str, Any], args: argparse.Namespace) -> None:
         for name, f in tail.items():
             if isinstance(f, dict):
                 over = f["over"]
-                print(f"   {name}: past its noise floor ({f['floor']:.3f}, meant as 99.9 %) {100 * over['floor']:.3f} %; "
+                print(f"   {name}: past its noise floor ({f['floor']:.3f}, meant as 1 - 1e-6) {100 * over['floor']:.3f} %; "
                       f"past max(0.9, floor) {100 * over['0.9']:.5f} %, past max(1.0, floor) {100 * over['1.0']:.5f} %; "
                       f"a bucket empty {100 * f['empty_bucket']:.3f} % (PSI >= 0.69 from that bucket alone)")
     ev = result["evidently"]
@@ -957,7 +958,9 @@ def main(argv: list[str] | None = None) -> int:
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=args.workers, mp_context=context) as pool:
         check = pool.submit(_task, "check", (args.seed,)) if with_evidently and not args.no_evidently_check else None
-        tail = pool.submit(_task, "tail", (policy(overrides).min_samples, 4_000_000, args.seed))
+        # the smallest window a PSI is judged on (stats.PSI_MIN_SAMPLES, or minSamples if larger)
+        tail = pool.submit(_task, "tail", (max(policy(overrides).min_samples, stats.PSI_MIN_SAMPLES), 4_000_000,
+                                           args.seed))
         result["runs"].append(run_all(args, overrides, "default policy" if not overrides else "policy "
                                       + ", ".join(f"{k}={v}" for k, v in overrides.items()), args.hours, pool,
                                       with_evidently))

@@ -4,8 +4,10 @@ centroids, and the noise floors that keep small windows from crying wolf.
 PSI (the population stability index) of window proportions p against reference proportions q, both clipped at
 1e-4: sum((p - q) * ln(p / q)). It is the symmetric KL divergence; for two samples of one distribution (n in the
 window, m in the reference) it is about chi-square(B - 1) * (1/n + 1/m), so a 100-sample window of unchanged traffic
-already scores about 0.09 on 10 buckets -- the "watch" limit. `psi_floor` is that bound at 99.9 %: a window counts as
-past a limit only when its PSI is past the limit *and* past the floor for its size.
+already scores about 0.09 on 10 buckets -- the "watch" limit. `psi_floor` is that bound at 1 - 1e-6: a window counts
+as past a limit only when its PSI is past the limit *and* past the floor for its size. Clipping makes the tail heavier
+than chi-square's for small windows (an empty bucket alone scores 0.69), so a PSI is judged only on windows of at least
+PSI_MIN_SAMPLES, where an empty bucket has a chance of a few in a billion.
 
 The embedding signal is the cosine similarity of the window's centroid with the reference's. A raw centroid of n unit
 vectors is longer than the population's by noise (E|c|^2 = |mu|^2 + (1 - |mu|^2) / n), and the noise points anywhere:
@@ -26,7 +28,12 @@ import numpy.typing as npt
 
 BUCKETS = 10
 CLIP = 1e-4
-_Z999 = 3.090232  # the standard normal's 99.9 % quantile
+# The floor's quantile: one window in a million. A monitor judges 86,400 windows a day; at 99.9 % the floor let
+# through a few hundred, and three overlapping windows in a row are not three independent chances.
+_Z_FLOOR = 4.753424  # the standard normal's 1 - 1e-6 quantile
+# The fewest samples a PSI is judged on: with 10 buckets of a tenth each, a window of n leaves one empty with a chance
+# of about 10 x 0.9^n (2.7e-4 at 100, 7e-9 at 200), and an empty bucket alone scores 0.69 once clipped at 1e-4.
+PSI_MIN_SAMPLES = 200
 
 Vector = npt.NDArray[np.float64]
 
@@ -60,7 +67,7 @@ def psi(reference: Sequence[float], counts: Sequence[int | float]) -> float:
     return float(sum((p - q) * math.log(p / q) for p, q in zip(window, (max(q, CLIP) for q in reference), strict=True)))
 
 
-def chi2_quantile(df: int, z: float = _Z999) -> float:
+def chi2_quantile(df: int, z: float = _Z_FLOOR) -> float:
     """Wilson-Hilferty's approximation of chi-square's quantile (z: the normal quantile); within 1 % for df >= 3."""
     if df < 1:
         return 0.0
@@ -69,7 +76,7 @@ def chi2_quantile(df: int, z: float = _Z999) -> float:
 
 
 def psi_floor(buckets: int, window: int, reference: int) -> float:
-    """The PSI two samples of one distribution exceed once in a thousand: chi2_0.999(B - 1) * (1/n + 1/m)."""
+    """The PSI two samples of one distribution exceed once in a million: chi2_(1-1e-6)(B - 1) * (1/n + 1/m)."""
     if window <= 0:
         return math.inf
     return chi2_quantile(buckets - 1) * (1.0 / window + 1.0 / max(reference, 1))

@@ -133,15 +133,7 @@ class ModelWindow:
         """The window ending at the last complete second before `now`, judged; streaks advance by one."""
         end = int(now) - 1
         self._forget(end + 1)
-        chosen: list[_Second] = []
-        span = 0
-        for second in range(end, end - self.drift.max_window_seconds, -1):
-            span += 1
-            found = self._seconds.get(second)
-            if found is not None:
-                chosen.append(found)
-            if span >= self.drift.window_seconds and sum(b.count for b in chosen) >= self.drift.min_samples:
-                break
+        chosen, span = self._select(end, self.drift.min_samples)
         samples = sum(b.count for b in chosen)
         if samples < self.drift.min_samples:
             self._streaks.clear()
@@ -150,7 +142,10 @@ class ModelWindow:
                              + ([Signal(EMBEDDING, math.nan, STABLE, STABLE, self._embedding_limit())]
                                 if self._embedding is not None else []),
                              schema_changes=[], topics=[])
-        signals = [self._feature_signal(name, f, chosen) for name, _, f in self._features]
+        # PSI is judged on a window of at least PSI_MIN_SAMPLES (widened further back when needed): below that a
+        # window of unchanged traffic leaves a bucket empty often enough (0.9^n per tenth) to pass any limit.
+        psi_window, _ = self._select(end, max(self.drift.min_samples, stats.PSI_MIN_SAMPLES))
+        signals = [self._feature_signal(name, f, psi_window) for name, _, f in self._features]
         topics: list[tuple[int, float, float]] = []
         if self._embedding is not None:
             signal, topics = self._embedding_signal(chosen)
@@ -166,6 +161,21 @@ class ModelWindow:
                 changes.append((name, "type"))
         return Judgement(at=now, samples=samples, seconds=span, judged=True, signals=signals, schema_changes=changes,
                          topics=topics)
+
+    def _select(self, end: int, wanted: int) -> tuple[list[_Second], int]:
+        """The seconds ending at `end`: at least windowSeconds, widened back until they hold `wanted` samples (up to
+        maxWindowSeconds); and the span in seconds."""
+        chosen: list[_Second] = []
+        span = count = 0
+        for second in range(end, end - self.drift.max_window_seconds, -1):
+            span += 1
+            found = self._seconds.get(second)
+            if found is not None:
+                chosen.append(found)
+                count += found.count
+            if span >= self.drift.window_seconds and count >= wanted:
+                break
+        return chosen, span
 
     def _embedding_limit(self) -> float:
         assert self.drift.embedding is not None
@@ -185,7 +195,7 @@ class ModelWindow:
             for index, count in enumerate(bucket.features.get(name, ())):
                 counts[index] += count
         n = sum(counts)
-        if n < self.drift.min_samples:  # the field is missing from most samples: the schema signal says so
+        if n < max(self.drift.min_samples, stats.PSI_MIN_SAMPLES):  # missing from most samples: the schema says so
             return Signal(name, math.nan, STABLE, self._streak(name, STABLE), feature.drift)
         value = stats.psi(reference.proportions, counts)
         floor = stats.psi_floor(len(counts), n, reference.count)

@@ -90,7 +90,8 @@ def test_the_cost_run_measures_both_paths_and_holds_bounded_buckets(bench: Modul
 
 
 def test_evidently_is_called_on_a_window(bench: ModuleType) -> None:
-    pytest.importorskip("evidently")
+    pytest.importorskip("evidently", reason="needs the optional drift-bench extra (README, Performance: Drift): "
+                                    "pip install -c constraints.txt -e '.[drift-bench]'")
     vectors = bench.embed([f"please invoice refund charge {word}" for word in ("tax", "plan", "receipt")] * 40)
     score, drifted = bench.evidently_judge(vectors)
     assert 0.0 <= score <= 1.0 and isinstance(drifted, bool)

@@ -3,6 +3,7 @@
 import random
 
 import numpy as np
+import pytest
 
 from llmops.drift import traffic
 from llmops.drift.window import DRIFT, EMBEDDING, STABLE, WATCH, ModelWindow
@@ -121,3 +122,16 @@ def test_memory_is_bounded_by_the_longest_window_not_the_run(reference, embedder
             window.judge(T0 + second)
     assert window.buckets() <= 32
     assert window.samples_total == 3600
+
+
+def test_psi_is_judged_on_a_window_of_at_least_200_samples(reference, embedder):
+    from llmops.drift import stats
+
+    window = ModelWindow(policy(windowSeconds=10, minSamples=100), reference)
+    feed(window, embedder, random.Random(8), T0, 40, rate=10)
+    judged = window.judge(T0 + 40)
+    assert judged.samples == 100 and judged.seconds == 10  # the embedding's window: 10 s of 10 requests
+    tokens = signal(judged, "prompt_tokens")
+    floor = stats.psi_floor(len(reference.features["prompt_tokens"].proportions), 200,
+                            reference.features["prompt_tokens"].count)
+    assert tokens.limit == pytest.approx(floor)  # judged on 20 s: 200 samples, the floor of 200
