@@ -36,6 +36,7 @@ from runbooks.engine import (
 from runbooks.engine.records import operator
 from runbooks.ports import Cluster, Registry, Signals
 from runbooks.rollback import ROLLED_BACK_TAG
+from runbooks.serving_release import percent
 from runbooks.stack_file import canary_weight_edit, edit_stack_file
 from runbooks.targets import Targets, require
 
@@ -178,7 +179,8 @@ def _verify(ctx: Ctx) -> dict[str, Any]:
         if time.monotonic() + verification.poll_seconds > deadline:
             raise StepFailed(f"{f.service}: the canary still takes traffic or the stable release is outside its SLO: "
                              f"{json.dumps(current)}")
-        ctx.progress(f"  verify-stable: canary requests {canary:.0f} in {window}, errors {errors}")
+        ctx.progress(f"  verify-stable: canary requests {canary:.0f} in {window}, errors {percent(errors)} "
+                     f"(limit {percent(budget)})")
         time.sleep(verification.poll_seconds)
 
 

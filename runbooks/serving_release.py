@@ -148,6 +148,17 @@ def slo_readings(signals: Signals, service: str, namespace: str, slo: dict[str, 
     }
 
 
+def percent(ratio: float | None) -> str:
+    return "no data" if ratio is None else f"{ratio * 100:.1f} %"
+
+
+def describe_readings(r: dict[str, Any]) -> str:
+    """`errors 16.2 % (limit 0.5 %), slow first tokens 3.0 % (limit 5.0 %), paging nothing`: for people at 3 a.m."""
+    return (f"errors {percent(r['availability_error_ratio'])} (limit {percent(r['availability_budget'])}), "
+            f"slow first tokens {percent(r['latency_error_ratio'])} (limit {percent(r['latency_budget'])}), "
+            f"paging {', '.join(r['page_alerts']) or 'nothing'}")
+
+
 def within_slo(readings: dict[str, Any]) -> bool:
     r = readings
     return (r["availability_error_ratio"] is not None and r["latency_error_ratio"] is not None
@@ -166,6 +177,5 @@ def verify_slo(signals: Signals, service: str, namespace: str, slo: dict[str, fl
             return {"verified_at": time.time(), **current}
         if time.monotonic() + verification.poll_seconds > deadline:
             raise StepFailed(f"{failure}: {json.dumps(current)}")
-        progress(f"  verify-slo: errors {current['availability_error_ratio']}, slow first tokens "
-                 f"{current['latency_error_ratio']}, paging {current['page_alerts'] or 'nothing'}")
+        progress(f"  verify-slo: {describe_readings(current)}")
         time.sleep(verification.poll_seconds)

@@ -188,6 +188,13 @@ class RollbackDrill:
         within its SLOs, as a canary that earned its promotion would."""
         self.vllm.bad_versions = BAD_VERSIONS - {"4"}
 
+    def slo_objective(self) -> float:
+        """The availability objective (percent) of the drilled service, as the stack file gives it."""
+        from components import config as stack_config
+
+        stack = stack_config.load_file(self.stack_file)
+        return next(m for m in stack.models if m.name == SERVICE).slo.availability.objective
+
     def wait_until_degraded(self, timeout: float = 30) -> None:
         """Until Prometheus sees the bad release: errors over the window, and the page alert firing."""
         wait_until(lambda: self.prometheus.query(f'ALERTS{{alertstate="firing",model="{SERVICE}"}}'), timeout,

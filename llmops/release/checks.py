@@ -212,7 +212,7 @@ class ErrorRateCheck(Check):
 
     def summary(self) -> str:
         rates = self.rates()
-        text = (f"error_rate: canary {_percent(rates['canary'])} of {self.step['canary_requests']:g} requests vs "
+        text = (f"error_rate: canary {_percent(rates['canary'])} of {self.step['canary_requests']:.0f} requests vs "
                 f"stable {_percent(rates['stable'])} this step")
         if self.failed_test == "max":
             return f"{text}; confidently above the {_percent(self.metric.max)} max " \
