@@ -30,8 +30,38 @@ def _runbook_show(args: argparse.Namespace) -> int:
     pages = {path.stem: text for path, text in rendered_pages().items()}
     if args.name not in pages:
         raise UsageError(f"no runbook {args.name!r}; runbooks: {', '.join(pages)}")
-    print(pages[args.name], end="")
+    page = pages[args.name]
+    if args.raw or not sys.stdout.isatty():
+        # Piped or redirected (`> page.md`, `| grep`, a pager of one's own): the Markdown itself, byte for byte.
+        sys.stdout.write(page)
+        return EXIT_OK
+    from rich.console import Console
+
+    # rich decides the rest as the terminal allows: colour only where it is supported and NO_COLOR is unset, the
+    # terminal's width for tables and text; crop=False lets a long command run past it (see _terminal_page).
+    Console().print(_terminal_page(page), crop=False)
     return EXIT_OK
+
+
+def _terminal_page(page: str) -> Any:
+    """The page as rich renders Markdown, except code blocks: commands on-call copies into a shell, so rich neither
+    wraps nor crops them (the terminal wraps a long line softly, and a copy of it is still one line) and draws no
+    padded box around them (a copy has no stray spaces)."""
+    from rich.markdown import CodeBlock, Markdown
+    from rich.syntax import Syntax
+
+    class CopyableCode(CodeBlock):
+        def __rich_console__(self, console: Any, options: Any) -> Any:
+            code = str(self.text).rstrip()
+            text = Syntax(code, self.lexer_name, theme=self.theme, background_color="default").highlight(code)
+            text.rstrip()
+            text.no_wrap, text.overflow = True, "ignore"
+            yield text
+
+    class Page(Markdown):
+        elements = {**Markdown.elements, "fence": CopyableCode, "code_block": CopyableCode}
+
+    return Page(page, code_theme="ansi_dark")  # the terminal's own palette: readable on a light background too
 
 
 def _runbook_pages(args: argparse.Namespace) -> int:
@@ -148,8 +178,11 @@ def add_parsers(commands: Any) -> None:
     runbook = commands.add_parser("runbook", help="executable on-call runbooks").add_subparsers(
         dest="runbook_command", required=True)
     runbook.add_parser("list", help="the runbook catalog").set_defaults(handler=_runbook_list)
-    show = runbook.add_parser("show", help="a runbook's page (Markdown rendered from its definition)")
+    show = runbook.add_parser("show", help="a runbook's page (Markdown rendered from its definition)",
+                              description="Print a runbook's page: formatted on a terminal, the Markdown itself when "
+                                          "stdout is a pipe or a file.")
     show.add_argument("name")
+    show.add_argument("--raw", action="store_true", help="the Markdown itself even on a terminal")
     show.set_defaults(handler=_runbook_show)
     pages = runbook.add_parser("pages", help="render runbooks/pages/*.md from the definitions")
     pages.add_argument("--check", action="store_true", help="exit 1 if a committed page is stale")
