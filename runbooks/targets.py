@@ -50,6 +50,18 @@ class Prometheus(_Model):
 class Aws(_Model):
     region: str
     endpoint_url: str | None = None  # only for local test servers
+    # Placeholder keys for a local test server (the sandbox's moto accepts any): `--env sandbox` then works without
+    # exporting fake keys. Refused for any endpoint not on this machine; real credentials, when set, still win.
+    local_credentials: bool = False
+
+    @model_validator(mode="after")
+    def _local_only(self) -> Aws:
+        from urllib.parse import urlparse
+
+        host = urlparse(self.endpoint_url).hostname if self.endpoint_url else None
+        if self.local_credentials and host not in ("127.0.0.1", "localhost", "::1"):
+            raise ValueError("local_credentials is only for an endpoint_url on this machine (127.0.0.1, localhost)")
+        return self
 
 
 class Lock(_Model):
@@ -211,6 +223,9 @@ def load_targets(environment: str, directory: Path | None = None) -> Targets:
         raise InputError("\n".join(lines)) from None
     if targets.environment != environment:
         raise InputError(f"{path}: environment = {targets.environment!r}: expected {environment!r}")
+    if targets.aws.local_credentials:
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            os.environ.setdefault(key, "sandbox")  # this process only; a value already set is kept
     return targets
 
 

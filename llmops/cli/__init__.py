@@ -18,7 +18,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from llmops.cli import drift, drill, pii, policy, preview, release, retrieval, runbook
+from llmops.cli import drift, drill, pii, policy, preview, release, retrieval, runbook, sandbox
 from llmops.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, ProgramFailed, UsageError
 
 VERBOSE_ENV = "LLMOPS_VERBOSE"
@@ -69,6 +69,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     release.add_parsers(commands)
     drift.add_parsers(commands)
     drill.add_parsers(commands)
+    sandbox.add_parsers(commands)
     return parser
 
 

@@ -1,0 +1,192 @@
+"""`llmops sandbox up|status|down`: one long-lived local world of real backends, for rehearsing runbooks by hand with
+`--env sandbox` -- the rollback drill's world (MLflow's store, a Kubernetes API seeded with the staging stack's
+rendered objects, Prometheus and the Pushgateway, moto's server, a simulated vLLM with a bad release live).
+
+`up` starts a supervisor process of its own (a new session: it outlives the shell) that starts the backends, writes
+`stacks/targets/sandbox.yaml` and `state.json`, and waits for SIGTERM. Its pid is in `sandbox.pid`; the servers it
+starts die with it (a parent-death signal), and their pids are in `state.json` too, so `down` stops everything also
+after a crash of `up` or a SIGKILL of the supervisor. Both are idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components.paths import PROJECT_ROOT, TARGETS_DIR
+
+ENV = "sandbox"
+DEFAULT_DIR = PROJECT_ROOT / "build" / "sandbox"
+
+
+class SandboxError(RuntimeError):
+    """The sandbox could not be started; the message says why and where its log is."""
+
+
+def sandbox_dir() -> Path:
+    return Path(os.environ.get("LLMOPS_SANDBOX_DIR") or DEFAULT_DIR)
+
+
+def targets_path() -> Path:
+    return Path(os.environ.get("LLMOPS_TARGETS_DIR") or TARGETS_DIR) / f"{ENV}.yaml"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return "\nState:\tZ" not in status
+
+
+def _read_pid(directory: Path) -> int | None:
+    try:
+        return int((directory / "sandbox.pid").read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def state(directory: Path | None = None) -> dict[str, Any] | None:
+    """What runs where, if a sandbox is up (its supervisor alive and ready); else None."""
+    directory = directory or sandbox_dir()
+    pid = _read_pid(directory)
+    if pid is None or not _alive(pid):
+        return None
+    try:
+        found: dict[str, Any] = json.loads((directory / "state.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return found
+
+
+def up(directory: Path | None = None, timeout: float = 180) -> dict[str, Any]:
+    """Start the sandbox, or find it running; its state."""
+    directory = directory or sandbox_dir()
+    running = state(directory)
+    if running is not None:
+        return {**running, "already_running": True}
+    down(directory)  # whatever a crashed `up` left: stopped first
+    directory.mkdir(parents=True, exist_ok=True)
+    log = (directory / "sandbox.log").open("w")
+    process = subprocess.Popen([sys.executable, "-m", "llmops.drill.sandbox", str(directory), str(targets_path())],
+                               stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                               cwd=PROJECT_ROOT)
+    log.close()
+    (directory / "sandbox.pid").write_text(f"{process.pid}\n")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = state(directory)
+        if found is not None:
+            return {**found, "already_running": False}
+        if process.poll() is not None:
+            tail = (directory / "sandbox.log").read_text()[-2000:]
+            down(directory)
+            raise SandboxError(f"the sandbox stopped while starting (exit {process.returncode}); its log "
+                               f"({directory / 'sandbox.log'}) ends with:\n{tail}")
+        time.sleep(0.2)
+    down(directory)
+    raise SandboxError(f"the sandbox was not ready within {timeout:g} s; see {directory / 'sandbox.log'}")
+
+
+def down(directory: Path | None = None, timeout: float = 30) -> list[int]:
+    """Stop the supervisor and every server it started (also those a killed supervisor left); remove the targets
+    file and the state. Returns the pids it stopped."""
+    directory = directory or sandbox_dir()
+    pids: list[int] = []
+    supervisor = _read_pid(directory)
+    children: list[int] = []
+    try:
+        children = [int(p) for p in json.loads((directory / "state.json").read_text()).get("pids", [])]
+    except (FileNotFoundError, ValueError):
+        pass
+    if supervisor is not None and _alive(supervisor):
+        os.kill(supervisor, signal.SIGTERM)
+        pids.append(supervisor)
+        deadline = time.monotonic() + timeout
+        while _alive(supervisor) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _alive(supervisor):
+            os.kill(supervisor, signal.SIGKILL)
+    for pid in children:
+        if _alive(pid) and _cmdline_is_ours(pid, directory):
+            os.kill(pid, signal.SIGKILL)
+            pids.append(pid)
+    deadline = time.monotonic() + timeout
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for name in ("sandbox.pid", "state.json"):
+        (directory / name).unlink(missing_ok=True)
+    target = targets_path()
+    if target.exists() and "llmops sandbox" in target.read_text():
+        target.unlink()
+    return pids
+
+
+def _cmdline_is_ours(pid: int, directory: Path) -> bool:
+    """A recorded pid is only killed if it still is one of our servers (pids are reused)."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    return str(directory) in command or "moto.server" in command or "pushgateway" in command
+
+
+# --- the supervisor ----------------------------------------------------------------------------------------------
+
+def serve(directory: Path, target: Path) -> None:
+    """Start the world, publish where it is, wait for SIGTERM, stop it."""
+    from llmops.drill.backends import die_with_parent  # noqa: F401 - the servers die with this process
+    from llmops.drill.rollback_drill import RollbackDrill
+
+    stop = {"now": False}
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop["now"] = True
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    world = RollbackDrill(directory / "world")
+    (directory / "world").mkdir(parents=True, exist_ok=True)
+    try:
+        world.start()
+        drill_targets = yaml.safe_load(world.write_targets().read_text())
+        drill_targets["environment"] = ENV
+        drill_targets["aws"]["local_credentials"] = True
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("# written by `llmops sandbox up`; removed by `llmops sandbox down`\n"
+                          + yaml.safe_dump(drill_targets, sort_keys=False))
+        processes = {name: getattr(world, name).process for name in ("prometheus", "pushgateway", "moto")}
+        published = {
+            "pid": os.getpid(), "started_at": time.time(), "directory": str(directory), "targets": str(target),
+            "pids": [p.pid for p in processes.values()],
+            "services": {
+                "prometheus": {"url": world.prometheus.url, "pid": processes["prometheus"].pid},
+                "pushgateway": {"url": world.pushgateway.url, "pid": processes["pushgateway"].pid},
+                "moto (S3, DynamoDB, SNS, SQS, Route53)": {"url": world.aws_endpoint, "pid": processes["moto"].pid},
+                "kubernetes API": {"url": world.k8s.url, "pid": os.getpid()},
+                "MLflow store": {"url": world.registry.uri, "pid": None},
+                "vLLM (simulated, bad release live)": {"url": f"http://127.0.0.1:{world.vllm.port}/metrics",
+                                                       "pid": os.getpid()},
+            },
+        }
+        scratch = directory / "state.json.tmp"
+        scratch.write_text(json.dumps(published, indent=2))
+        scratch.replace(directory / "state.json")
+        print(f"sandbox up: {world.describe()}", flush=True)
+        while not stop["now"]:
+            time.sleep(0.2)
+    finally:
+        world.stop()
+        (directory / "state.json").unlink(missing_ok=True)
+        print("sandbox down: every server stopped", flush=True)
+
+
+if __name__ == "__main__":
+    serve(Path(sys.argv[1]), Path(sys.argv[2]))
