@@ -167,7 +167,7 @@ def _timeline_svg(data: Mapping[str, Any]) -> str:
     origin = next((e["at"] for e in timeline if e["event"] == "injected"), timeline[0]["at"])
     moments = [e["at"] for e in timeline] + [s[k] for s in data["steps"] for k in ("started_at", "finished_at") if s.get(k)]
     span = max(max(moments) - origin, 1.0)
-    left, width = 190, 560
+    left, width = 290, 520
     rows = len(timeline) + len(data["steps"])
     height = 40 + 22 * rows
 
