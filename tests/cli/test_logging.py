@@ -26,8 +26,15 @@ def pristine_logging(monkeypatch) -> Iterator[list[logging.LogRecord]]:
     for name in ("MLFLOW_LOGGING_LEVEL", "LLMOPS_VERBOSE"):
         monkeypatch.setenv(name, "")  # recorded, so that what configure_logging sets is undone
         monkeypatch.delenv(name)
-    names = ("", *THIRD_PARTY_LOGGERS, *OURS, "mlflow.store.db.utils", "botocore.credentials")
-    levels = {name: logging.getLogger(name).level for name in names}
+    names = ("", *THIRD_PARTY_LOGGERS, *OURS, "mlflow.store.db.utils", "botocore.credentials",
+             "alembic.runtime.migration", "urllib3.connectionpool", "kubernetes.client.rest")
+    saved = {name: (logging.getLogger(name).level, logging.getLogger(name).disabled, logging.getLogger(name).propagate)
+             for name in names}
+    # What earlier tests in this worker did to these loggers is not the CLI's doing: an alembic migration's
+    # fileConfig disables the loggers that existed then, and a library may stop propagation. Start from none of it.
+    for name in names:
+        logging.getLogger(name).disabled = False
+        logging.getLogger(name).propagate = True
     seen: list[logging.LogRecord] = []
     handler = logging.Handler(logging.INFO)
     handler.emit = seen.append  # type: ignore[method-assign]
@@ -38,8 +45,10 @@ def pristine_logging(monkeypatch) -> Iterator[list[logging.LogRecord]]:
         yield seen
     finally:
         root.removeHandler(handler)
-        for name, level in levels.items():
-            logging.getLogger(name).setLevel(level)
+        for name, (level, disabled, propagate) in saved.items():
+            found = logging.getLogger(name)
+            found.setLevel(level)
+            found.disabled, found.propagate = disabled, propagate
 
 
 def mlflow_imported() -> None:
