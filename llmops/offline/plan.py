@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 SECRET_MASK = "[secret]"
@@ -72,7 +72,9 @@ class Plan:
         return {
             "stack": self.stack,
             "resources": [
-                {key: value for key, value in asdict(r).items() if key in ("urn", "type", "name", "parent", "provider", "inputs")}
+                # Not dataclasses.asdict: it deep-copies every input only to serialize it (a third of a dump).
+                {"urn": r.urn, "type": r.type, "name": r.name, "parent": r.parent, "provider": r.provider,
+                 "inputs": r.inputs}
                 for r in resources
             ],
             "outputs": self.outputs,

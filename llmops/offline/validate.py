@@ -24,7 +24,8 @@ CRD_SCHEMAS = Path(__file__).parent / "crds"
 
 # kubernetes-validate re-reads its 5 MB definitions file and rebuilds a validator for every object
 # it checks (2.6 s for our three stacks). We use its schema files and its version and path rules,
-# but build one validator per (Kubernetes version, kind, apiVersion) and keep it.
+# but build one validator per (Kubernetes version, kind, apiVersion) and keep it, and read each
+# version's definitions once.
 
 
 @cache
@@ -40,9 +41,16 @@ def _builtin_validator(kubernetes_version: str, kind: str, api_version: str) -> 
         schema = utils.schema_contents(f"{directory}/{kind.lower()}-{group_version}.json", kubernetes_version)
     except FileNotFoundError:
         return None
-    definitions = utils.schema_contents(f"{directory}/_definitions.json", kubernetes_version)
-    registry = Resource.from_contents(definitions) @ (Resource.from_contents(schema) @ Registry())
+    registry = _definitions(directory, kubernetes_version) @ (Resource.from_contents(schema) @ Registry())
     return jsonschema.validators.Draft202012Validator(schema, registry=registry)
+
+
+@cache
+def _definitions(directory: str, kubernetes_version: str) -> Any:
+    from kubernetes_validate import utils
+    from referencing import Resource
+
+    return Resource.from_contents(utils.schema_contents(f"{directory}/_definitions.json", kubernetes_version))
 
 
 @dataclass(frozen=True)
