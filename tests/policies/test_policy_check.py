@@ -222,3 +222,19 @@ def test_policy_config_refuses_the_file_it_would_print(capsys, tmp_path):
     captured = capsys.readouterr()
     assert captured.out == ""
     assert f"{config}: no policy named k8s-image-digests; policies: " in captured.err
+
+
+
+def test_converting_each_resource_once_per_check_changes_no_verdict(plans, project):
+    """check_plan converts each message from protobuf once instead of once per policy: same findings, same words."""
+    from llmops.offline.engine import run_program
+    from llmops.offline.project import load_project
+    from llmops.policy import runner
+
+    insecure = load_project(INSECURE)
+    for plan, config, found in ((run_program(insecure, load_stack(insecure, "test")), {"all": "mandatory"}, 5),
+                                (plans["prod"], pack_config_for_stack(load_stack(project, "prod")), 0)):
+        assert runner._CONVERTED.get() is None  # outside a check, the servicer converts as it always did
+        once = check_plan(plan, config)
+        assert once == runner._check_plan(plan, config, "policy config")  # converted per policy, as the engine does
+        assert len(once) == found
