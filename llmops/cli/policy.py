@@ -8,44 +8,24 @@ import json
 from typing import Any
 
 from llmops.cli.errors import EXIT_FAILED, EXIT_OK, UsageError
-from llmops.cli.programs import evaluate, program_arguments, stack_settings
-
-
-def _pack_config(args: argparse.Namespace, stack: Any) -> tuple[dict, str]:
-    from components.config import ConfigError
-    from llmops.policy.runner import PolicyConfigError
-    from llmops.policy.settings import is_llmops_stack, load_pack_config, pack_config_for_stack
-
-    if args.policy_config:
-        try:
-            return load_pack_config(args.policy_config), str(args.policy_config)
-        except ValueError as error:
-            raise UsageError(str(error)) from None
-    if is_llmops_stack(stack):
-        try:
-            return pack_config_for_stack(stack), str(stack.file)
-        except ConfigError as error:
-            raise UsageError(f"stack {stack.name}: invalid stack config:\n{error}") from None
-        except PolicyConfigError as error:
-            raise UsageError(str(error)) from None
-    return {}, "the pack's defaults"
+from llmops.cli.programs import checked, evaluate, pack_config, program_arguments, stack_settings
 
 
 def _policy_check(args: argparse.Namespace) -> int:
     from llmops.offline.worker import Worker
+    from llmops.policy.checks import PlanChecks
     from llmops.policy.report import as_json, sarif, text
-    from llmops.policy.runner import PolicyConfigError, check_plan
 
-    project, settings = stack_settings(args)
-    pack_configs = [_pack_config(args, stack) for stack in settings]  # bad config: exit 2 before any program runs
-    violations, resources = [], {}
-    with Worker(project, settings) as worker:
-        for stack, (pack_config, source) in zip(settings, pack_configs, strict=True):
+    with Worker(jobs=args.jobs) as worker:  # it starts Python and imports Pulumi while the stacks are read
+        project, settings = stack_settings(args)
+        worker.load(project, settings)  # it loads the libraries the program names while the configs are read
+        # A bad config: exit 2 before any program runs.
+        pack_configs = {stack.name: pack_config(args, stack) for stack in settings}
+        worker.start(PlanChecks(pack_configs=pack_configs))
+        violations, resources = [], {}
+        for stack in settings:
             plan = evaluate(worker, stack, args.timeout)
-            try:
-                violations.extend(check_plan(plan, pack_config, source))
-            except PolicyConfigError as error:
-                raise UsageError(str(error)) from None
+            violations.extend(checked(worker, stack).policy_violations)
             resources[stack.name] = len(plan.resources)
     if args.output == "json":
         print(as_json(violations))
@@ -62,8 +42,8 @@ def _policy_config(args: argparse.Namespace) -> int:
     project, settings = stack_settings(args)
     if len(settings) != 1:
         raise UsageError("policy config: name exactly one stack with --stack")
-    pack_config, _ = _pack_config(args, settings[0])
-    print(json.dumps(pack_config, indent=2, sort_keys=True))
+    config, _ = pack_config(args, settings[0])
+    print(json.dumps(config, indent=2, sort_keys=True))
     return EXIT_OK
 
 

@@ -18,13 +18,59 @@ DEFAULT_TIMEOUT = 300.0
 
 
 def program_arguments(parser: argparse.ArgumentParser, *, timeout: bool = True) -> None:
-    """--stack, --program (and --timeout): which program and stacks a command evaluates."""
+    """--stack, --program (and --timeout, --jobs): which program and stacks a command evaluates, and how."""
     parser.add_argument("--program", default=str(PROJECT_ROOT), metavar="DIR",
                         help="Pulumi Python program directory (with Pulumi.yaml); default: this project")
     if timeout:
         parser.add_argument("--timeout", type=seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                             help=f"stop a stack's program that has not finished after SECONDS and exit 1 "
                                  f"(default {DEFAULT_TIMEOUT:g}; 0: no limit)")
+        parser.add_argument("--jobs", type=jobs, default=None, metavar="N",
+                            help="stacks evaluated at once, each in a process of its own (default: the number of "
+                                 "cores; 1: one after the other)")
+
+
+def pack_config(args: argparse.Namespace, stack: Any) -> tuple[dict, str]:
+    """The policy pack config for a stack and where it comes from: --policy-config, else the stack file (ours),
+    else the pack's own levels. Checked in full (levels, settings against each policy's schema): exit 2 before
+    any program runs."""
+    from components.config import ConfigError
+    from llmops.policy.runner import PolicyConfigError, resolve_config
+    from llmops.policy.settings import is_llmops_stack, load_pack_config, pack_config_for_stack
+
+    if args.policy_config:
+        try:
+            return load_pack_config(args.policy_config), str(args.policy_config)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+    if is_llmops_stack(stack):
+        try:
+            config = pack_config_for_stack(stack)
+            resolve_config(config, str(stack.file))
+            return config, str(stack.file)
+        except ConfigError as error:
+            raise UsageError(f"stack {stack.name}: invalid stack config:\n{error}") from None
+        except PolicyConfigError as error:
+            raise UsageError(str(error)) from None
+    return {}, "the pack's defaults"
+
+
+def checked(worker: Any, stack: Any) -> Any:
+    """The checks' results for the stack just planned (CheckResults); a refused pack config is exit 2."""
+    results = worker.checked(stack)
+    if results.policy_error is not None:
+        raise UsageError(results.policy_error)
+    return results
+
+
+def jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of stacks >= 1; got {text!r}")
+    return value
 
 
 def stack_settings(args: argparse.Namespace) -> tuple[Any, list[Any]]:

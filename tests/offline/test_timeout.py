@@ -89,8 +89,12 @@ def test_ctrl_c_exits_130_with_one_line_and_leaves_nothing_behind(tmp_path, mark
          "--json", str(out / "plan-{stack}.json")],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
         preexec_fn=as_a_terminal_starts_it)
+    deadline = time.monotonic() + 120
     try:
         pid = wait_for(marker, process)
+        while not (out / "plan-quick.json").exists():  # stacks are evaluated at once: quick's may finish after
+            assert process.poll() is None and time.monotonic() < deadline, "quick's plan was never written"
+            time.sleep(0.05)
         if sent_to == "the llmops process":
             process.send_signal(signal.SIGINT)
         else:
