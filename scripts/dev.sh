@@ -51,7 +51,7 @@ setup() {
   local stamp="$VENV/.llmops-installed" wanted
   wanted=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
   if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
-    stage "installing Python packages into $VENV (pip, pinned by constraints.txt; about a minute and a half the first time) ..."
+    stage "installing Python packages into $VENV (pip, pinned by constraints.txt; the first time takes a few minutes) ..."
     if [ -t 1 ]; then  # on a terminal, pip's own progress: what it downloads and builds
       "$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar on -c constraints.txt -e '.[dev]'
     else
