@@ -60,6 +60,13 @@ class MonitorServer(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.stopping = threading.Event()
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-answer is not worth a traceback on stderr: one line in the log."""
+        import sys
+
+        log.warning("a request from %s failed: %s", client_address[0] if client_address else "?",
+                    sys.exc_info()[1].__class__.__name__)
+
     def run_background(self, clock: Callable[[], float] = time.time) -> list[threading.Thread]:
         """The judging and reference-following loops, as daemon threads."""
         threads = [threading.Thread(target=self._judge, args=(clock,), name="drift-judge", daemon=True),

@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 import urllib.request
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,15 @@ def stop_process(process: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+class QuietHTTPServer(ThreadingHTTPServer):
+    """A drill's HTTP server: a client that went away mid-answer costs no traceback on stderr (the tests' and the
+    operator's output stay readable); daemon threads, so stopping never waits for a slow client."""
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        return
 
 
 def free_port() -> int:
@@ -301,7 +311,7 @@ class SimulatedVllm:
     def start(self) -> SimulatedVllm:
         # Always the text format: prometheus_client answers a Prometheus asking for OpenMetrics 1.0 with
         # names escaped (`vllm:` becomes `vllm_`), which would hide vLLM's real metric names.
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from http.server import BaseHTTPRequestHandler
 
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -319,7 +329,7 @@ class SimulatedVllm:
             def log_message(self, *args: Any) -> None:
                 return
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server = QuietHTTPServer(("127.0.0.1", self.port), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         threading.Thread(target=self._loop, daemon=True).start()
         return self

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from components.manifests.route import canary_backend, canary_weight, stable_backend
-from llmops.drill.backends import free_port
+from llmops.drill.backends import QuietHTTPServer, free_port
 from llmops.drill.rollback_drill import NAMESPACE, SERVICE, RollbackDrill
 
 # Prometheus buckets as vLLM's TTFT histogram has them.
@@ -134,7 +134,7 @@ class CanaryTraffic:
             self.served["stable"] += count - to_canary
 
     def start(self) -> CanaryTraffic:
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from http.server import BaseHTTPRequestHandler
 
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -154,7 +154,7 @@ class CanaryTraffic:
                 def log_message(self, *args: Any) -> None:
                     return
 
-            server = ThreadingHTTPServer(("127.0.0.1", track.port), Handler)
+            server = QuietHTTPServer(("127.0.0.1", track.port), Handler)
             threading.Thread(target=server.serve_forever, daemon=True).start()
             self.servers.append(server)
         threading.Thread(target=self._loop, daemon=True).start()
