@@ -313,10 +313,29 @@ def _drill_drift(args: argparse.Namespace) -> int:
                      "references, logs, evidence and audit log", rehearse)
 
 
-# What `llmops drill all` runs, in order. Failover, reindex and pii-incident have no drill yet (their worlds are the
-# tests' own, in tests/runbooks): `all` says so rather than passing over them silently.
-ALL_DRILLS: tuple[tuple[str, list[str]], ...] = (("rollback", []), ("canary", ["--scenario", "regression"]), ("drift", []))
-NOT_YET = ("failover", "reindex", "pii-incident")
+# Drills written as one module each under llmops/drill: the module gives HELP, STARTING (what is being started),
+# KEPT (what --keep keeps), add_arguments(parser), make_drill(args) -> a world with start(), stop() and workdir, and
+# rehearse(drill, args, say) -> exit code. The CLI adds --keep and --report-dir and runs it through _rehearse.
+MODULAR_DRILLS = {"failover": "llmops.drill.failover_drill", "reindex": "llmops.drill.reindex_drill",
+                  "pii-incident": "llmops.drill.pii_drill"}
+
+
+def _drill_modular(args: argparse.Namespace) -> int:
+    import importlib
+
+    module = importlib.import_module(MODULAR_DRILLS[args.drill])
+    drill = module.make_drill(args)
+
+    def say(message: str) -> None:
+        print(message, flush=True)
+    return _rehearse(drill, args.keep, module.STARTING, module.KEPT, lambda: int(module.rehearse(drill, args, say)))
+
+
+# What `llmops drill all` runs, in order; a drill whose module is missing is said to be so, not passed over silently.
+ALL_DRILLS: tuple[tuple[str, list[str]], ...] = (
+    ("rollback", []), ("canary", ["--scenario", "regression"]), ("drift", []), ("failover", []), ("reindex", []),
+    ("pii-incident", []))
+NOT_YET: tuple[str, ...] = ()
 
 
 def _drill_all(args: argparse.Namespace) -> int:
@@ -329,8 +348,13 @@ def _drill_all(args: argparse.Namespace) -> int:
     from llmops.drill.report import REPORT_DIR
 
     directory = args.report_dir or REPORT_DIR
+    import importlib.util
+
+    missing = [n for n, m in MODULAR_DRILLS.items() if importlib.util.find_spec(m) is None]
     rows = []
     for name, extra in ALL_DRILLS:
+        if name in missing:
+            continue
         print(f"drill all: {name} ...", flush=True)
         began = time.monotonic()
         path = directory / f"{name}.json"
@@ -346,7 +370,9 @@ def _drill_all(args: argparse.Namespace) -> int:
         mitigated = found.get("mitigation_seconds") if found else None
         print(f"{name:<11} {'pass' if passed else 'FAIL':<8} {_secs(detection):>9}   {_secs(mitigated):>9}   "
               f"{took:5.1f} s  {found['html'] if found else '(no report; exit code ' + str(code) + ')'}")
-    print(f"no drill yet: {', '.join(NOT_YET)} (tested in tests/runbooks against the same kinds of backends)")
+    if missing or NOT_YET:
+        print(f"no drill yet: {', '.join([*NOT_YET, *missing])} (tested in tests/runbooks against the same kinds of "
+              "backends)")
     return 0 if all(code == 0 for _, code, _, _ in rows) else 1
 
 
@@ -390,6 +416,18 @@ def add_parsers(commands: Any) -> None:
     drift.add_argument("--keep", action="store_true", help="keep the drill's directory afterwards")
     drift.add_argument("--report-dir", type=Path, default=None, help="where the report goes (default build/drills)")
     drift.set_defaults(handler=_drill_drift)
+    import importlib.util
+
+    for name, module_name in MODULAR_DRILLS.items():
+        if importlib.util.find_spec(module_name) is None:
+            continue
+        module = importlib.import_module(module_name)
+        modular = drill.add_parser(name, help=module.HELP)
+        module.add_arguments(modular)
+        modular.add_argument("--keep", action="store_true", help="keep the drill's directory afterwards")
+        modular.add_argument("--report-dir", type=Path, default=None,
+                             help="where the report goes (default build/drills)")
+        modular.set_defaults(handler=_drill_modular)
     every = drill.add_parser("all", help="every drill, one after another; a table of results and the reports")
     every.add_argument("--report-dir", type=Path, default=None, help="where the reports go (default build/drills)")
     every.set_defaults(handler=_drill_all)
