@@ -48,22 +48,26 @@ class DrillSettings:
     rollout_delay_seconds: float = 0.3
 
 
-def staging_objects() -> tuple[dict[str, Any], dict[str, Any]]:
-    """The chat-small Deployment and HTTPRoute exactly as the staging stack renders them."""
+def staging_objects(stack_file: Path | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The chat-small Deployment and HTTPRoute exactly as the staging stack (or the given stack file) renders them."""
     from llmops.offline.engine import run_program
-    from llmops.offline.project import load_project, load_stack
+    from llmops.offline.project import load_project, load_stack, load_stack_file
 
     project = load_project(PROJECT_ROOT)
-    plan = run_program(project, load_stack(project, STACK))
+    settings = (load_stack(project, STACK) if stack_file is None
+                else load_stack_file(project, stack_file.name.removeprefix("Pulumi.").removesuffix(".yaml"), stack_file))
+    plan = run_program(project, settings)
     found = {(r.inputs["kind"], r.inputs["metadata"]["name"]): r.inputs for r in plan.kubernetes_objects()}
     return copy.deepcopy(found[("Deployment", SERVICE)]), copy.deepcopy(found[("HTTPRoute", SERVICE)])
 
 
 class RollbackDrill:
     def __init__(self, workdir: Path, settings: DrillSettings | None = None,
-                 objects: tuple[dict[str, Any], dict[str, Any]] | None = None) -> None:
+                 objects: tuple[dict[str, Any], dict[str, Any]] | None = None, stack_source: Path | None = None) -> None:
+        """`stack_source`: the stack file the runbooks read and the objects are rendered from (default staging's)."""
         self.workdir, self.settings = workdir, settings or DrillSettings()
-        self.deployment, self.route = objects or staging_objects()
+        self.stack_source = stack_source or STACKS_DIR / f"Pulumi.{STACK}.yaml"
+        self.deployment, self.route = objects or staging_objects(stack_source)
         self._started: list[Any] = []
         self._version_seen: tuple[int, str | None] = (0, None)
         self._version_fresh = 0
@@ -176,8 +180,8 @@ class RollbackDrill:
         self.k8s_patch_baseline = self.k8s.patches(f"/deployments/{SERVICE}")
         self.route_patch_baseline = self.k8s.patches(f"/httproutes/{SERVICE}")
         stacks = self._fresh_dir("stacks")
-        shutil.copy(STACKS_DIR / f"Pulumi.{STACK}.yaml", stacks / f"Pulumi.{STACK}.yaml")
-        self.stack_file = stacks / f"Pulumi.{STACK}.yaml"
+        shutil.copy(self.stack_source, stacks / self.stack_source.name)
+        self.stack_file = stacks / self.stack_source.name
         for name in ("state", "audit", "evidence"):
             self._fresh_dir(name)
         self.targets_dir = self._fresh_dir("targets")

@@ -141,6 +141,26 @@ def _cmdline_is_ours(pid: int, directory: Path) -> bool:
 
 # --- the supervisor ----------------------------------------------------------------------------------------------
 
+def compose_stack(directory: Path, adapters: list[Any] | None = None) -> Path:
+    """The sandbox's stack file, `Pulumi.sandbox.yaml` in its directory: prod's shape (two regions, failover, the
+    docs index) with staging's chat-small canary, so that every runbook finds what it acts on; then what each world
+    needs (`adapt_stack`: the docs index on the local embedder, ...). Every world is seeded from this one file."""
+    import copy
+
+    from components.paths import STACKS_DIR
+
+    prod = yaml.safe_load((STACKS_DIR / "Pulumi.prod.yaml").read_text())
+    staging = yaml.safe_load((STACKS_DIR / "Pulumi.staging.yaml").read_text())
+    canary = next(m for m in staging["config"]["llmops:models"] if m["name"] == "chat-small")["canary"]
+    next(m for m in prod["config"]["llmops:models"] if m["name"] == "chat-small")["canary"] = copy.deepcopy(canary)
+    for world in adapters or []:
+        prod = world.adapt_stack(prod)
+    path = directory / "Pulumi.sandbox.yaml"
+    path.write_text("# composed by `llmops sandbox up` from stacks/Pulumi.prod.yaml (+ staging's chat-small canary)\n"
+                    + yaml.safe_dump(prod, sort_keys=False))
+    return path
+
+
 def serve(directory: Path, target: Path) -> None:
     """Start the world, publish where it is, wait for SIGTERM, stop it."""
     from llmops.drill.backends import die_with_parent  # noqa: F401 - the servers die with this process
@@ -152,8 +172,8 @@ def serve(directory: Path, target: Path) -> None:
         stop["now"] = True
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    world = RollbackDrill(directory / "world")
     (directory / "world").mkdir(parents=True, exist_ok=True)
+    world = RollbackDrill(directory / "world", stack_source=compose_stack(directory))
     try:
         world.start()
         drill_targets = yaml.safe_load(world.write_targets().read_text())

@@ -79,6 +79,11 @@ def load_stack(project: Project, stack: str) -> StackSettings:
     if not path.is_file():
         known = ", ".join(project.stacks()) or "none"
         raise ProjectError(f"{path}: no such stack file; stacks of {project.name}: {known}")
+    return load_stack_file(project, stack, path)
+
+
+def load_stack_file(project: Project, stack: str, path: Path) -> StackSettings:
+    """A stack's settings from a stack file anywhere (the sandbox composes its own under build/)."""
     try:
         raw = load_stack_config(path, project.name)  # keys already namespaced, as the CLI does
     except ConfigFileError as error:
