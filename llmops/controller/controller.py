@@ -210,6 +210,12 @@ class Controller:
             return self._record(model, summary, "awaiting-approval", detail=f"plan {result.plan.hash}")
         if result.status != "succeeded":
             return self._record(model, summary, "failed", run_id=result.run_id, detail=result.error or result.status)
+        if not any(step.get("outcome") == "changed" for step in result.steps):
+            # Every change was already in place when the run took the lock: another controller (or a person) acted
+            # between this decision and the run. The runbook is idempotent, so nothing happened twice; say who acted.
+            self.analyses.pop(model, None)
+            return self._record(model, summary, "held-by-another", run_id=result.run_id,
+                                detail="every change was already in place: another controller or a person acted first")
         if done == "rolled-back" or params.get("weight") == "100":
             self.analyses.pop(model, None)  # this canary's promotion is over
         return self._record(model, summary, done, run_id=result.run_id)

@@ -188,3 +188,16 @@ def test_two_controllers_on_one_canary_act_once(canary):
     assert finals.count("rolled-back") == 1, finals
     assert set(finals) <= {"rolled-back", "held-by-another", "none"}, finals
     assert len(rollbacks(canary)) == 1 and canary.route_weights()[CANARY] == 0
+
+
+def test_a_decision_overtaken_by_another_rollback_is_held_by_another_not_a_second_rollback(canary):
+    """The window between a controller's look at the route and its run's lock: another controller's rollback lands in
+    it. The run finds every change in place (the runbook is idempotent) and the controller says another acted."""
+    first, second = controller(canary), controller(canary)
+    params = {"service": SERVICE, "reason": "regression"}
+    done = first._run(SERVICE, {"action": "rollback"}, "rollback-canary", params, True, "rolled-back")
+    assert done.acted == "rolled-back", done.detail
+    late = second._run(SERVICE, {"action": "rollback"}, "rollback-canary", params, True, "rolled-back")
+    assert late.acted == "held-by-another", (late.acted, late.detail)
+    assert "already in place" in late.detail
+    assert canary.route_patches() == 1 and canary.route_weights()[CANARY] == 0
