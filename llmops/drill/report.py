@@ -248,12 +248,12 @@ def run_approved(report: DrillReport, runbook: str, environment: str, params: Ma
 
     def progress(message: str) -> None:
         say(f"  {message}")
-    planned = launch(runbook, environment, params, RunOptions(dry_run=True), progress)
+    planned = launch(runbook, environment, params, RunOptions(dry_run=True, progress=progress), progress)
     say(planned.plan.render())
     approval = f"plan {planned.plan.hash} of {runbook} approved by the drill (--approve {planned.plan.hash})"
     say(f"drill: {approval}")
     report.mark("runbook_started", f"{runbook} started")
-    result = launch(runbook, environment, params, RunOptions(approve=planned.plan.hash), progress)
+    result = launch(runbook, environment, params, RunOptions(approve=planned.plan.hash, progress=progress), progress)
     report.mark("runbook_finished", f"{runbook} finished ({result.status})")
     for step in result.steps:
         say(f"  {step['step']:<22} {step['outcome']:<10} {step.get('seconds') or 0:6.2f} s")
