@@ -80,7 +80,7 @@ class ReindexWorld:
 
     def __init__(self, workdir: Path, *, aws_endpoint: str | None = None, with_signals: bool = True,
                  bucket: str | None = None, documents: int = 120, export_interval: float = 1.0,
-                 alert_for: str = "2s", environment_name: str = ENV) -> None:
+                 alert_for: str = "2s", environment_name: str = ENV, stack_source: Path | None = None) -> None:
         self.workdir = Path(workdir)
         self.aws_endpoint = aws_endpoint
         self.with_signals = with_signals
@@ -89,7 +89,9 @@ class ReindexWorld:
         self.environment_name = environment_name
         self.qdrant = self.workdir / "qdrant"
         self.targets_dir = self.workdir / "targets"
-        self.stack_file = self.workdir / "Pulumi.prod.yaml"
+        # A composer's stack file (already through `adapt_stack`), read where it is; else the prod stack, adapted here.
+        self.stack_source = stack_source
+        self.stack_file = Path(stack_source) if stack_source else self.workdir / "Pulumi.prod.yaml"
         self.golden_dir = self.workdir / "golden"
         self.moto: Any = None
         self.pushgateway: Any = None
@@ -118,6 +120,10 @@ class ReindexWorld:
                 index.update({"embeddingModel": LOCAL_MODEL, "chunkSize": 128, "chunkOverlap": 16,
                               "corpus": self.corpus})
         return adapted
+
+    def use_stack(self, path: Path) -> None:
+        """Read the composer's stack file (composed with `adapt_stack`) instead of writing one: before `start`."""
+        self.stack_source = self.stack_file = Path(path)
 
     def targets_sections(self) -> dict[str, Any]:
         """The targets keys this world contributes (the rest -- aws, audit, evidence, state -- is the composer's)."""
@@ -219,8 +225,14 @@ class ReindexWorld:
         for key, text, _ in documents(self.count):
             s3.put_object(Bucket=self.bucket, Key=key, Body=text.encode())
             self.texts[key] = text
-        stack = yaml.safe_load((PROJECT_ROOT / "stacks" / "Pulumi.prod.yaml").read_text())
-        self.stack_file.write_text(yaml.safe_dump(self.adapt_stack(stack), sort_keys=False))
+        if self.stack_source is None:
+            stack = yaml.safe_load((PROJECT_ROOT / "stacks" / "Pulumi.prod.yaml").read_text())
+            self.stack_file.write_text(yaml.safe_dump(self.adapt_stack(stack), sort_keys=False))
+        else:
+            stack = yaml.safe_load(self.stack_file.read_text())
+            if self.adapt_stack(stack) != stack:
+                raise RuntimeError(f"{self.stack_file}: the docs index is not on {LOCAL_MODEL} with its corpus in "
+                                   f"{self.corpus}; compose the stack file with this world's adapt_stack")
         self.golden_dir.mkdir(parents=True, exist_ok=True)
         (self.golden_dir / f"{INDEX}.jsonl").write_text(
             "".join(json.dumps(q) + "\n" for q in golden(self.count, queries=30)))

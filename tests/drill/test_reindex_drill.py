@@ -70,11 +70,13 @@ def test_the_world_composes_into_a_sandbox_on_a_given_moto_without_signals(tmp_p
     targets it contributes and the stack change it needs; stopping it leaves that moto running."""
     from llmops.drill.backends import MotoServer, http_ready
     from llmops.drill.reindex_drill import INDEX, LOCAL_MODEL, ReindexWorld
+    from llmops.drill.sandbox import compose_stack
 
     moto = MotoServer().start()
     try:
         world = ReindexWorld(tmp_path / "world", aws_endpoint=moto.url, with_signals=False,
                              bucket="llmops-prod-corpus", documents=20)
+        world.use_stack(compose_stack(tmp_path, [world]))  # the sandbox's one stack file, through adapt_stack
         try:
             world.start()
             assert world.prometheus is None and world.pushgateway is None and world.moto is None
@@ -87,6 +89,7 @@ def test_the_world_composes_into_a_sandbox_on_a_given_moto_without_signals(tmp_p
             assert index["embeddingModel"] == LOCAL_MODEL and index["corpus"] == world.corpus
             targets = yaml.safe_load(world.write_targets("sandbox").read_text())
             assert targets["environment"] == "sandbox" and targets["aws"]["endpoint_url"] == moto.url
+            assert targets["stack_file"] == str(tmp_path / "Pulumi.sandbox.yaml")
             assert "pushgateway" not in targets and targets["retrieval"] == world.targets_sections()["retrieval"]
         finally:
             world.stop()
