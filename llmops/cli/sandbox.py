@@ -15,13 +15,15 @@ def _show(found: dict[str, Any]) -> None:
     for name, service in found["services"].items():
         pid = f"pid {service['pid']}" if service.get("pid") else "in the store's files"
         print(f"  {name:<38} {service['url']:<48} {pid}")
+    for runbook, what in found.get("seeded", {}).items():
+        print(f"  seeded for {runbook + ':':<14} {what}")
 
 
 def _up(args: argparse.Namespace) -> int:
     from llmops.drill.sandbox import SandboxError, up
 
-    print("sandbox: starting (MLflow store, Kubernetes API, Prometheus, Pushgateway, moto, a bad release live) ...",
-          flush=True)
+    print("sandbox: starting (MLflow stores, Kubernetes APIs, Prometheus, Pushgateway, moto, embedded Qdrant; a bad "
+          "release live, two regions, a corpus and its index, logs with personal data) ...", flush=True)
     try:
         found = up()
     except SandboxError as error:
@@ -29,8 +31,9 @@ def _up(args: argparse.Namespace) -> int:
     if found.get("already_running"):
         print("sandbox: already up")
     _show(found)
-    print("sandbox: try `llmops runbook run rollback --env sandbox --service chat-small --dry-run`; "
-          "stop it with `llmops sandbox down`")
+    print("sandbox: try any runbook with --env sandbox, e.g. `llmops runbook run rollback --env sandbox --service "
+          "chat-small --dry-run` or `llmops runbook run failover --env sandbox --from us-east-1 --to us-west-2 "
+          "--dry-run` (README: Rehearsing); stop it with `llmops sandbox down`")
     return EXIT_OK
 
 

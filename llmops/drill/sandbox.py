@@ -24,6 +24,7 @@ import yaml
 from components.paths import PROJECT_ROOT, TARGETS_DIR
 
 ENV = "sandbox"
+CORPUS_BUCKET = "llmops-prod-corpus"  # the README's commands name it
 DEFAULT_DIR = PROJECT_ROOT / "build" / "sandbox"
 
 
@@ -163,7 +164,12 @@ def compose_stack(directory: Path, adapters: list[Any] | None = None) -> Path:
 
 def serve(directory: Path, target: Path) -> None:
     """Start the world, publish where it is, wait for SIGTERM, stop it."""
+    import shutil
+
     from llmops.drill.backends import die_with_parent  # noqa: F401 - the servers die with this process
+    from llmops.drill.failover_drill import FailoverDrill
+    from llmops.drill.pii_drill import PiiDrill
+    from llmops.drill.reindex_drill import ReindexWorld
     from llmops.drill.rollback_drill import RollbackDrill
 
     stop = {"now": False}
@@ -172,11 +178,27 @@ def serve(directory: Path, target: Path) -> None:
         stop["now"] = True
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    (directory / "world").mkdir(parents=True, exist_ok=True)
-    world = RollbackDrill(directory / "world", stack_source=compose_stack(directory))
+    for name in ("world", "failover", "retrieval", "pii"):
+        (directory / name).mkdir(parents=True, exist_ok=True)
+    # One moto server (the rollback world's) for every world; the worlds' own signals (Prometheus per world) are the
+    # drills' business: the sandbox keeps one Prometheus and one Pushgateway, for runbooks run by hand.
+    failover = FailoverDrill(directory / "failover", with_signals=False)
+    retrieval = ReindexWorld(directory / "retrieval", with_signals=False, bucket=CORPUS_BUCKET)
+    pii = PiiDrill(directory / "pii", with_signals=False)
+    world = RollbackDrill(directory / "world", stack_source=compose_stack(directory, [retrieval, pii]))
     try:
         world.start()
+        for other in (failover, retrieval, pii):
+            other.aws_endpoint = world.aws_endpoint
+        failover.start()  # its hosted zone exists now: the stack file names it
+        shutil.copy(compose_stack(directory, [retrieval, pii, failover]), world.stack_file)
+        retrieval.use_stack(world.stack_file)
+        retrieval.start()
+        pii.start()
+        pii.inject()  # a misconfigured logger wrote personal data: what the pii-incident runbook finds
         drill_targets = yaml.safe_load(world.write_targets().read_text())
+        for other in (failover, retrieval, pii):
+            drill_targets.update({k: v for k, v in other.targets_sections().items() if k != "aws"})
         drill_targets["environment"] = ENV
         drill_targets["aws"]["local_credentials"] = True
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -185,15 +207,25 @@ def serve(directory: Path, target: Path) -> None:
         processes = {name: getattr(world, name).process for name in ("prometheus", "pushgateway", "moto")}
         published = {
             "pid": os.getpid(), "started_at": time.time(), "directory": str(directory), "targets": str(target),
-            "pids": [p.pid for p in processes.values()],
+            "stack_file": str(world.stack_file), "pids": [p.pid for p in processes.values()],
             "services": {
                 "prometheus": {"url": world.prometheus.url, "pid": processes["prometheus"].pid},
                 "pushgateway": {"url": world.pushgateway.url, "pid": processes["pushgateway"].pid},
                 "moto (S3, DynamoDB, SNS, SQS, Route53)": {"url": world.aws_endpoint, "pid": processes["moto"].pid},
-                "kubernetes API": {"url": world.k8s.url, "pid": os.getpid()},
+                "kubernetes API (rollback, canary)": {"url": world.k8s.url, "pid": os.getpid()},
+                **{f"kubernetes API {region} (failover)": {"url": api.url, "pid": os.getpid()}
+                   for region, api in failover.clusters.items()},
                 "MLflow store": {"url": world.registry.uri, "pid": None},
+                "MLflow store (failover regions)": {"url": failover.registry_uri, "pid": None},
+                "Qdrant (embedded, docs index)": {"url": str(retrieval.qdrant), "pid": None},
                 "vLLM (simulated, bad release live)": {"url": f"http://127.0.0.1:{world.vllm.port}/metrics",
                                                        "pid": os.getpid()},
+            },
+            "seeded": {
+                "rollback": "chat-small serves version 3, which fails 20 % of requests; version 4 is its canary",
+                "failover": f"us-east-1 primary, us-west-2 standby ready (Route53 zone {failover.zone})",
+                "reindex": f"corpus {retrieval.corpus}, index docs live",
+                "pii-incident": f"personal data in {pii.source}",
             },
         }
         scratch = directory / "state.json.tmp"
@@ -203,6 +235,8 @@ def serve(directory: Path, target: Path) -> None:
         while not stop["now"]:
             time.sleep(0.2)
     finally:
+        for other in (pii, retrieval, failover):
+            other.stop()
         world.stop()
         (directory / "state.json").unlink(missing_ok=True)
         print("sandbox down: every server stopped", flush=True)

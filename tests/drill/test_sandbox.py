@@ -53,6 +53,17 @@ def nothing_left(found: dict) -> None:
     assert not Path(found["targets"]).exists() and sandbox.state() is None
 
 
+# The README's runbook sections, as written there but for --env sandbox: each finds what it acts on in the sandbox.
+README_COMMANDS = (
+    (["promote", "--env", "sandbox", "--service", "chat-small", "--weight", "25"], "chat-small-canary"),
+    (["rollback-canary", "--env", "sandbox", "--service", "chat-small", "--reason", "5xx 10x stable"], "chat-small"),
+    (["reindex", "--env", "sandbox", "--index", "docs", "--corpus", "s3://llmops-prod-corpus/docs/"], "docs"),
+    (["failover", "--env", "sandbox", "--from", "us-east-1", "--to", "us-west-2"], "us-west-2"),
+    (["pii-incident", "--env", "sandbox", "--incident", "INC-2041", "--source", "s3://inference-logs/chat/2026/11/22/",
+      "--since", "2026-11-22T00:00:00Z"], "INC-2041"),
+)
+
+
 def test_up_is_idempotent_a_runbook_runs_with_env_sandbox_and_down_leaves_nothing(where):
     found = sandbox.up()
     assert not found["already_running"] and Path(found["targets"]).is_file()
@@ -63,6 +74,10 @@ def test_up_is_idempotent_a_runbook_runs_with_env_sandbox_and_down_leaves_nothin
                       env=env, timeout=120)
     assert plan.returncode == 0, plan.stderr
     assert "patch-deployment: point Deployment serving/chat-small at release" in plan.stdout + plan.stderr
+    for command, expected in README_COMMANDS:  # each runbook section's command as written, with --env sandbox
+        done = run_llmops(["runbook", "run", *command, "--dry-run"], env=env, timeout=180)
+        assert done.returncode == 0, (command, done.stdout[-2000:], done.stderr[-2000:])
+        assert expected in done.stdout + done.stderr, (command, expected, done.stdout[-2000:])
     status = run_llmops(["sandbox", "status"], env=env, timeout=60)
     assert status.returncode == 0 and "prometheus" in status.stdout and str(found["pid"]) in status.stdout
     assert found["pid"] in sandbox.down()  # the supervisor stops its servers itself
