@@ -11,7 +11,8 @@ exit codes of scan (the first that applies):
      printed -- 4 wins over 5, 1 and 0: a partial scan must never look complete
   5  --pushgateway: the metrics could not be pushed (URL and reason on stderr); the scan itself was
      complete and its findings printed -- 5 wins over 1: the alerts did not hear of them
-  1  personal data found (a CI gate)
+  1  personal data found (a CI gate) -- except with --results: a shard's findings are its result (exit 0),
+     so the pod of an Indexed Job succeeds
   0  nothing found
 
 exit codes of redact (nothing is written unless it exits 0: no copy, no temporary file):
@@ -33,6 +34,7 @@ from typing import Any
 from llmops.cli.errors import UsageError
 
 EXIT_CLEAN, EXIT_FOUND, EXIT_INCOMPLETE, EXIT_PUSH_FAILED = 0, 1, 4, 5
+EXIT_MISSING_SHARDS = EXIT_INCOMPLETE  # a merge without every shard is a partial scan: it must never look complete
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
@@ -84,11 +86,45 @@ def _say(message: str) -> None:
     tqdm.write(message, file=sys.stderr)  # above the progress bar, when there is one
 
 
+def _write_finding(out: Any, finding: dict[str, Any], output: str) -> None:
+    if output == "jsonl":
+        out.write(json.dumps(finding) + "\n")
+    elif output == "text":
+        fingerprint = finding.get("fingerprint")
+        out.write(f"{finding['path']}:{finding['line']}:{finding['start']}-{finding['end']}: {finding['entity_type']} "
+                  f"({finding['detector']}){' ' + fingerprint if fingerprint else ''}\n")
+
+
+def _shard(args: argparse.Namespace) -> tuple[int, int] | None:
+    if args.shard is None and args.shards is None:
+        if args.results:
+            raise _usage("--results needs a shard: --shard I/N, or --shards N in an Indexed Job's pod")
+        return None
+    from llmops.pii.shards import ShardError, parse_shard
+
+    try:
+        return parse_shard(args.shard, args.shards)
+    except ShardError as error:
+        raise _usage(str(error)) from None
+
+
+def _results(args: argparse.Namespace) -> tuple[str, str] | None:
+    if not args.results:
+        return None
+    from llmops.pii.sources import SourceError, parse_s3_uri
+
+    try:
+        return parse_s3_uri(args.results)
+    except SourceError as error:
+        raise _usage(f"--results: {error}") from None
+
+
 def _scan(args: argparse.Namespace) -> int:
     from llmops.pii.scanner import Summary
     from llmops.pii.sources import SourceError, resolve, scan_sources
 
     key, names, show = _key(args), _names(args), _shown(args)
+    shard, results = _shard(args), _results(args)
     if args.pushgateway:
         from llmops.pii.metrics import gateway_url
 
@@ -97,9 +133,15 @@ def _scan(args: argparse.Namespace) -> int:
         except ValueError as error:
             raise _usage(f"--pushgateway {args.pushgateway}: {error}") from None
     try:
-        sources = resolve(args.paths, lambda: _s3_client(args))
+        sources = resolve(args.paths, lambda: _s3_client(args), versions=args.versions)
     except SourceError as error:
         raise _usage(show(str(error))) from None
+    writer = None
+    if shard is not None:
+        from llmops.pii.shards import ResultWriter, select
+
+        sources = select(sources, *shard)
+        writer = ResultWriter(*shard) if results else None
     total = Summary()
     out = sys.stdout
     for scanned in scan_sources(sources, workers=args.workers, key=key, progress=True, names=names,
@@ -107,15 +149,21 @@ def _scan(args: argparse.Namespace) -> int:
         total.add(scanned.summary)
         path = show(scanned.source.name)
         for finding in scanned.findings:
-            finding = finding._replace(path=path)
-            if args.output == "jsonl":
-                out.write(json.dumps(finding.to_dict()) + "\n")
-            elif args.output == "text":
-                out.write(f"{finding.path}:{finding.line}:{finding.start}-{finding.end}: {finding.entity_type} "
-                          f"({finding.detector}){' ' + finding.fingerprint if finding.fingerprint else ''}\n")
+            _write_finding(out, finding._replace(path=path).to_dict(), args.output)
         if scanned.error:
             _say(show(f"pii: could not scan {scanned.source.name}: {scanned.error}"))
+        if writer is not None:
+            source = scanned.source
+            writer.add(scanned.findings, source.key or source.name, source.size, scanned.summary, scanned.error, path)
     out.flush()
+    if writer is not None and results is not None and shard is not None:
+        from llmops.pii.shards import results_key
+
+        bucket, prefix = results
+        target = results_key(prefix, shard[0])
+        writer.commit(_s3_client(args), bucket, target)
+        print(f"pii: shard {shard[0]}/{shard[1]}: {len(sources)} input(s); result written to s3://{bucket}/{target}",
+              file=sys.stderr)
     _report(total.to_dict(), "scanned")
     if total.unreadable:
         print(f"pii: {total.unreadable} of {total.files} input(s) could not be scanned: the scan is incomplete "
@@ -125,7 +173,39 @@ def _scan(args: argparse.Namespace) -> int:
         return EXIT_INCOMPLETE  # before all else: a partial scan must never look complete
     if not pushed:
         return EXIT_PUSH_FAILED  # before EXIT_FOUND: the alerts did not hear of what was found
+    if writer is not None:
+        return EXIT_CLEAN  # the findings are the shard's result, not its failure: an Indexed Job's pod succeeds
     return EXIT_FOUND if sum(total.counts.values()) else EXIT_CLEAN
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from llmops.pii.shards import MissingShards, merge
+    from llmops.pii.sources import SourceError, parse_s3_uri
+
+    if args.shards < 1:
+        raise _usage(f"--shards {args.shards}: expected at least 1")
+    try:
+        bucket, prefix = parse_s3_uri(args.results)
+    except SourceError as error:
+        raise _usage(str(error)) from None
+    try:
+        merged = merge(_s3_client(args), bucket, prefix, args.shards)
+    except MissingShards as missing:
+        print(f"pii: cannot merge {args.results}: {missing} (run those shards again, then merge)", file=sys.stderr)
+        return EXIT_MISSING_SHARDS
+    for finding in merged.findings:
+        _write_finding(sys.stdout, finding, args.output)
+    sys.stdout.flush()
+    for failed in merged.errors:
+        print(f"pii: could not scan {failed['path']}: {failed['reason']}", file=sys.stderr)
+    s = merged.summary
+    _report({"files": s["versions"], "unreadable_files": len(merged.errors), "bytes": s["scanned_bytes"],
+             "counts": s["counts"]}, f"merged {args.shards} shard(s):")
+    if merged.errors:
+        print(f"pii: {len(merged.errors)} input(s) could not be scanned: the scan is incomplete "
+              f"(exit {EXIT_INCOMPLETE})", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    return EXIT_FOUND if s["findings"] else EXIT_CLEAN
 
 
 def _push(args: argparse.Namespace, total: Any, show: Any) -> bool:
@@ -211,7 +291,30 @@ def add_parsers(commands: Any) -> None:
     scan.add_argument("--raw-paths", action="store_true",
                       help="print paths and object keys as they are; by default personal data in them is shown "
                            "as placeholders (users/<EMAIL_ADDRESS>/a.jsonl)")
+    scan.add_argument("--versions", action="store_true",
+                      help="s3://: scan every version of each object (not delete markers), not only the current one")
+    scan.add_argument("--shard", metavar="I/N",
+                      help="scan only shard I of N: the objects whose SHA-256 of the key (and version id) mod N is I; "
+                           "I may be left out (/N) to take it from JOB_COMPLETION_INDEX, as in an Indexed Job")
+    scan.add_argument("--shards", type=int, metavar="N",
+                      help="the number of shards, the index coming from JOB_COMPLETION_INDEX (Kubernetes sets it)")
+    scan.add_argument("--results", metavar="s3://BUCKET/PREFIX/",
+                      help="with a shard: write its findings (as --output jsonl) and a manifest line to "
+                           "PREFIX/shard-I.jsonl, in one upload at the end (whole or absent; a rerun replaces it); "
+                           "findings then exit 0, not 1 -- they are the result; merge with `llmops pii merge`")
     scan.set_defaults(handler=_scan)
+    merge = pii.add_parser(
+        "merge", help="merge the shards of a sharded scan (s3://.../results/<scan-id>/) into one report",
+        description="Print the findings of shards 0..N-1 as one scan would (text, jsonl or none) and their summary.",
+        epilog="exit codes: 2 bad usage; 4 a shard has no result (each named on stderr; nothing printed) or some "
+               "inputs could not be scanned; 1 personal data found; 0 nothing found",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    merge.add_argument("results", metavar="s3://BUCKET/PREFIX/")
+    merge.add_argument("--shards", type=int, required=True, metavar="N")
+    merge.add_argument("--output", choices=("text", "jsonl", "none"), default="text")
+    merge.add_argument("--region", default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
+    merge.add_argument("--endpoint-url", help="S3 endpoint (a local test server)")
+    merge.set_defaults(handler=_merge)
     redact = pii.add_parser("redact", help="write a redacted copy with typed placeholders (JSON lines stay valid)",
                             epilog=__doc__.split("\n\n")[3], formatter_class=argparse.RawDescriptionHelpFormatter)
     redact.add_argument("source", metavar="IN")

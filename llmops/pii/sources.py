@@ -29,9 +29,11 @@ class Unreadable(Exception):
 
 @dataclass(frozen=True)
 class Source:
-    name: str  # a path, or s3://bucket/key
+    name: str  # a path, or s3://bucket/key (?versionId=... for a version)
     size: int
     open: Callable[[], IO[bytes]]
+    key: str | None = None  # the S3 object key (shards are chosen by it); None for a local path
+    version_id: str | None = None
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -49,12 +51,18 @@ def s3_objects(s3: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
         yield from page.get("Contents", [])
 
 
+def s3_versions(s3: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
+    """Every version under a prefix (Key, VersionId, Size, ...), delete markers left out."""
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
+        yield from page.get("Versions", [])
+
+
 def s3_source(s3: Any, bucket: str, key: str, size: int, version_id: str | None = None) -> Source:
     def opener() -> IO[bytes]:
         extra = {"VersionId": version_id} if version_id else {}
         return cast(IO[bytes], _Raw(s3.get_object(Bucket=bucket, Key=key, **extra)["Body"]))
     name = f"s3://{bucket}/{key}" + (f"?versionId={version_id}" if version_id else "")
-    return Source(name, size, opener)
+    return Source(name, size, opener, key, version_id)
 
 
 class _Raw(io.RawIOBase):
@@ -91,15 +99,16 @@ def unreadable_reason(error: BaseException) -> str | None:
     return read_error(error)
 
 
-def resolve(specs: Sequence[str], s3_client: Callable[[], Any]) -> list[Source]:
+def resolve(specs: Sequence[str], s3_client: Callable[[], Any], *, versions: bool = False) -> list[Source]:
     """Sources for paths (files; directories recursively) and s3:// prefixes. A path that does not exist,
     a bucket that does not exist or a prefix with no objects is a SourceError; what cannot be read among
     what was found (a FIFO, a broken link, a directory or prefix that cannot be listed) is a source that
-    fails when opened, so it is reported with the others."""
+    fails when opened, so it is reported with the others. versions: every version of each S3 object
+    (not delete markers), in name order (key, then version id), instead of the current ones."""
     sources: list[Source] = []
     for spec in specs:
         if spec.startswith("s3://"):
-            sources += _s3_prefix(spec, s3_client)
+            sources += _s3_prefix(spec, s3_client, versions)
             continue
         path = Path(spec)
         try:
@@ -118,13 +127,17 @@ def resolve(specs: Sequence[str], s3_client: Callable[[], Any]) -> list[Source]:
     return sources
 
 
-def _s3_prefix(spec: str, s3_client: Callable[[], Any]) -> list[Source]:
+def _s3_prefix(spec: str, s3_client: Callable[[], Any], versions: bool = False) -> list[Source]:
     from botocore.exceptions import ClientError
 
     bucket, prefix = parse_s3_uri(spec)
     s3 = s3_client()
     try:
-        found = [s3_source(s3, bucket, o["Key"], o["Size"]) for o in s3_objects(s3, bucket, prefix)]
+        if versions:
+            found = sorted((s3_source(s3, bucket, v["Key"], v["Size"], v["VersionId"])
+                            for v in s3_versions(s3, bucket, prefix)), key=lambda source: source.name)
+        else:
+            found = [s3_source(s3, bucket, o["Key"], o["Size"]) for o in s3_objects(s3, bucket, prefix)]
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") == "NoSuchBucket":
             raise SourceError(f"{spec}: no such bucket") from None
