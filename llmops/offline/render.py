@@ -1,15 +1,18 @@
 """Write every Kubernetes object of a plan as a YAML manifest, one file per object, at a stable path.
 
 `<dir>/<stack>/<cluster provider>/<namespace or _cluster>/<kind>-<name>.yaml`: the same
-plan always gives the same tree, so two renders can be diffed.
+plan always gives the same tree, so two renders can be diffed. Each Grafana dashboard's ConfigMap is also
+written as plain JSON Grafana imports, `<dir>/<stack>/dashboards/<region>/<name>.json`.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
 
+from components.manifests.dashboards import dashboards_in
 from llmops.offline.plan import Plan, PlannedResource
 
 # libyaml's emitter when PyYAML was built with it (five times faster on our plans).
@@ -40,4 +43,11 @@ def render(plan: Plan, directory: str | Path) -> list[Path]:
             rules = path.with_name(path.name.removesuffix(".yaml") + ".rules.yml")
             rules.write_text(yaml.dump({"groups": resource.inputs["spec"]["groups"]}, Dumper=_DUMPER, sort_keys=False))
             written.append(rules)
+        for region, name, dashboard in dashboards_in(resource.inputs):
+            board = root / "dashboards" / region / f"{name}.json"
+            if board in written:
+                raise ValueError(f"two dashboards render to {board}: {resource.urn}")
+            board.parent.mkdir(parents=True, exist_ok=True)
+            board.write_text(json.dumps(dashboard, indent=2, sort_keys=True) + "\n")
+            written.append(board)
     return written

@@ -1,5 +1,6 @@
 """Check rendered Kubernetes objects with real schemas, for the cluster's Kubernetes version.
 
+Grafana dashboards (our ConfigMaps) also have every panel query checked against the metric catalog.
 Built-in kinds go through kubernetes-validate in strict mode (an unknown field is an
 error, as the API server's strict field validation makes it). kubernetes-validate
 knows nothing of custom resources, so those are checked against the JSON schemas of
@@ -112,11 +113,30 @@ def kubernetes_version_for(plan: Plan, resource: PlannedResource, default: str) 
     return default
 
 
+def dashboard_violations(obj: dict[str, Any]) -> list[Violation]:
+    """A Grafana dashboard's ConfigMap: every panel query must parse and read only catalogued metrics (the check the
+    alert rules pass, components/manifests/metrics.yaml), each finding naming the dashboard and the panel."""
+    from components.manifests.dashboards import dashboard_problems, dashboards_in
+
+    boards = [board for _, _, board in dashboards_in(obj)]
+    if not boards:
+        return []
+    return [Violation(describe(obj), problem) for problem in dashboard_problems(boards, known_metrics=_catalog())]
+
+
+@cache
+def _catalog() -> frozenset[str]:
+    from components.manifests.rule_lint import metric_catalog
+
+    return frozenset(metric_catalog())
+
+
 def validate_plan(plan: Plan, default_version: str | None = None) -> list[Violation]:
-    """Every violation in every Kubernetes object of the plan."""
+    """Every violation in every Kubernetes object of the plan, and every dashboard query that reads an unknown metric."""
     default = default_version or kubernetes_validate.latest_version()
     violations = []
     for resource in sorted(plan.kubernetes_objects(), key=lambda r: r.urn):
         version = kubernetes_version_for(plan, resource, default)
         violations.extend(validate_object(resource.inputs, version))
+        violations.extend(dashboard_violations(resource.inputs))
     return violations
