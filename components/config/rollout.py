@@ -77,6 +77,24 @@ def default_metrics() -> list[RolloutMetric]:
     ]
 
 
+class ShadowGates(Section):
+    """What `llmops release compare` requires of a shadow release (its mirrored answers joined with the primary's by
+    request id) before it is promotable -- and, read back from its pushed verdict, before the release controller lets
+    that release's canary take traffic. Unset: these defaults."""
+    min_pairs: int = Field(default=100, ge=1, le=10_000_000)  # joined pairs below this: nothing to judge on
+    # Completion tokens: shadow's sum over primary's sum, minus one (0.15 = at most 15 % more tokens).
+    max_token_increase: float = Field(default=0.15, ge=0, le=10)
+    # Shadow p95 latency: within this many times the primary's p95 over the same requests, or within max_seconds.
+    latency_p95_ratio: float = Field(default=1.2, ge=1, le=100)
+    latency_p95_max_seconds: float | None = Field(default=None, gt=0, le=3600)
+    # Refusal rate: shadow's minus primary's, as a fraction (0.02 = 2 percentage points).
+    max_refusal_increase: float = Field(default=0.02, ge=0, le=1)
+    # Quality, only from a calibrated judge: the upper bound of the shadow's win rate's 95 % interval.
+    min_judge_win_upper: float = Field(default=0.5, ge=0, le=1)
+    min_judge_kappa: float = Field(default=0.6, ge=-1, le=1)  # a judge's agreement with people before it gates
+    require_judge: bool = False  # true: without a calibrated judge the quality gate fails
+
+
 class Rollout(Section):
     steps: list[int] = Field(default=[5, 10, 25, 50, 100], min_length=1, max_length=20)  # canary weight, percent
     min_dwell_seconds: int = Field(default=60, ge=0, le=86400)  # at each step before it may promote
@@ -88,6 +106,7 @@ class Rollout(Section):
     allow_automatic: list[Literal["promote", "rollback", "pause_for_review"]] = ["promote", "rollback",
                                                                                   "pause_for_review"]
     metrics: list[RolloutMetric] = Field(default_factory=default_metrics, min_length=1)
+    shadow: ShadowGates | None = None  # the shadow comparison's gates (llmops release compare)
 
     @model_validator(mode="after")
     def _coherent(self) -> Rollout:
