@@ -363,12 +363,12 @@ def _drill_all(args: argparse.Namespace) -> int:
                                str(directory)], check=False).returncode
         found = json.loads(path.read_text()) if path.exists() else None
         rows.append((name, code, found, time.monotonic() - began))
-    print("\ndrill       result   detection   mitigated   took     report")
+    print("\ndrill         result   detection   mitigated   took     report")
     for name, code, found, took in rows:
         passed = code == 0 and found is not None and found["passed"]
         detection = found.get("detection_seconds") if found else None
         mitigated = found.get("mitigation_seconds") if found else None
-        print(f"{name:<11} {'pass' if passed else 'FAIL':<8} {_secs(detection):>9}   {_secs(mitigated):>9}   "
+        print(f"{name:<13} {'pass' if passed else 'FAIL':<8} {_secs(detection):>9}   {_secs(mitigated):>9}   "
               f"{took:5.1f} s  {found['html'] if found else '(no report; exit code ' + str(code) + ')'}")
     if missing or NOT_YET:
         print(f"no drill yet: {', '.join([*NOT_YET, *missing])} (tested in tests/runbooks against the same kinds of "
