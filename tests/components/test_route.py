@@ -11,6 +11,7 @@ import pytest
 from components import config
 from components.manifests import route
 from llmops.offline.project import load_stack
+from llmops.offline.validate import validate_object
 from tests.conftest import STACKS, objects_of
 
 
@@ -26,8 +27,9 @@ def test_backend_names():
     assert (route.stable_backend("chat"), route.canary_backend("chat")) == ("chat", "chat-canary")
     assert route.backend_name("chat", route.STABLE) == "chat"
     assert route.backend_name("chat", route.CANARY) == "chat-canary"
-    with pytest.raises(ValueError, match="'shadow'.*stable, canary"):
-        route.backend_name("chat", "shadow")
+    assert route.backend_name("chat", route.SHADOW) == route.shadow_backend("chat") == "chat-shadow"
+    with pytest.raises(ValueError, match="'mirror'.*stable, canary, shadow"):
+        route.backend_name("chat", "mirror")
 
 
 def test_stable_gets_the_remainder_and_weight_zero_means_no_canary():
@@ -61,6 +63,21 @@ def test_every_rendered_route_follows_the_contract(plans, project, stack):
             expected[route.canary_backend(model.name)] = canary.weight
         assert weights == expected
         assert list(weights) == list(expected)  # stable first
+        mirrors = [f for rule in found["spec"]["rules"] for f in rule.get("filters", []) if f["type"] == "RequestMirror"]
+        if model.shadow is None:
+            assert mirrors == []
+        else:  # every rule mirrors the same share to the shadow, by the standard channel's percent
+            assert mirrors == [{"type": "RequestMirror", "requestMirror": {
+                "backendRef": {"name": route.shadow_backend(model.name), "port": 8000},
+                "percent": model.shadow.sample_percent}}] * len(found["spec"]["rules"])
+            assert route.shadow_backend(model.name) in services
+        sticky = canary.sticky if canary else None
+        assert route.sticky_header(found) == (sticky.header if sticky else None)
+        if sticky:
+            assignment = route.sticky_assignment(found)
+            assert sorted(assignment) == list(range(route.BUCKETS))
+            assert {b for b, name in assignment.items() if name == route.canary_backend(model.name)} == set(
+                route.canary_buckets(canary.weight))
         assert route.canary_weight(found) == (canary.weight if canary else 0)
         assert sum(weights.values()) == route.TOTAL_WEIGHT
         assert set(weights) <= services  # every backend is a Service the stack renders
@@ -102,7 +119,8 @@ def test_weights_patch_applies_to_the_route_it_was_made_from(plans):
     live = rendered(plans, "staging", "chat-small")
     operations = route.weights_patch(live, {"chat-small": 100, "chat-small-canary": 0})
     assert route.route_weights(jsonpatch.apply_patch(live, operations)) == {"chat-small": 100, "chat-small-canary": 0}
-    for test, write in zip(operations[::2], operations[1::2], strict=True):  # every write guarded by its name
+    weighing = [op for op in operations if op["path"].startswith(route.BACKEND_REFS)]  # (the rest: sticky rules)
+    for test, write in zip(weighing[::2], weighing[1::2], strict=True):  # every write guarded by its name
         assert test["op"] == "test" and test["path"].endswith("/name")
         assert write["path"] == test["path"].removesuffix("/name") + "/weight"
 
@@ -136,3 +154,87 @@ def test_weights_patch_refuses_what_it_cannot_do(plans):
     twice["spec"]["rules"][0]["backendRefs"].append(dict(twice["spec"]["rules"][0]["backendRefs"][0]))
     with pytest.raises(route.RouteError, match="backend 'chat-small' appears 2 times"):
         route.weights_patch(twice, {"chat-small": 100})
+
+
+# --- sticky canaries --------------------------------------------------------------------------------------------
+
+def test_canary_buckets_are_the_first_weight_buckets():
+    assert list(route.canary_buckets(0)) == []
+    assert list(route.canary_buckets(5)) == [0, 1, 2, 3, 4]
+    assert list(route.canary_buckets(100)) == list(range(100))
+    for weight in range(100):  # raising the weight only adds buckets
+        assert set(route.canary_buckets(weight)) < set(route.canary_buckets(weight + 1))
+    with pytest.raises(ValueError, match="canary weight 101"):
+        route.canary_buckets(101)
+
+
+BASE_RULE = {"matches": [{"path": {"type": "PathPrefix", "value": "/v1"}}],
+             "backendRefs": route.backend_refs("m", 8000, 20), "timeouts": {"request": "600s"}}
+
+
+@pytest.mark.parametrize("weight", [0, 1, 20, 63, 64, 65, 99, 100])
+def test_sticky_rules_stay_within_gateway_api_limits(weight):
+    rules = route.sticky_rules("m", 8000, weight, "x-llmops-bucket", BASE_RULE)
+    assert len(rules) + 1 <= route.MAX_RULES
+    assert all(len(rule["matches"]) <= route.MAX_MATCHES_PER_RULE for rule in rules)
+    assert sum(len(rule["matches"]) for rule in rules) + 1 < 128  # the CRD's limit across a route's rules
+    for rule in rules:
+        assert rule["timeouts"] == BASE_RULE["timeouts"] and len(rule["backendRefs"]) == 1
+        for match in rule["matches"]:
+            assert match["path"] == {"type": "PathPrefix", "value": "/v1"}
+            assert match["headers"][0]["type"] == "Exact" and match["headers"][0]["name"] == "x-llmops-bucket"
+
+
+def test_the_staging_route_is_sticky_mirrored_and_valid_against_the_experimental_schema(plans):
+    live = rendered(plans, "staging", "chat-small")
+    assert route.sticky_header(live) == "x-llmops-bucket"
+    assert [v for v in validate_object(live, "1.33")] == []  # strict: standard-channel fields only, within limits
+    assert "sessionPersistence" not in str(live)
+    # the weighted rule comes first and is unchanged: requests without the header are weighed as before
+    assert "headers" not in str(live["spec"]["rules"][0]["matches"])
+    assert route.route_weights(live) == {"chat-small": 80, "chat-small-canary": 20}
+
+
+def test_a_broken_sticky_route_fails_schema_validation(plans):
+    live = rendered(plans, "staging", "chat-small")
+    live["spec"]["rules"][1]["matches"] *= 4  # beyond 64 matches in one rule
+    assert validate_object(live, "1.33")
+
+
+@pytest.mark.parametrize("new_weight", [0, 5, 25, 64, 100])
+def test_weights_patch_keeps_the_sticky_rules_consistent_with_the_new_weight(plans, new_weight):
+    live = rendered(plans, "staging", "chat-small")
+    target = route.weights_with_canary(route.route_weights(live), "chat-small", new_weight)
+    patched = jsonpatch.apply_patch(live, route.weights_patch(live, target))
+    assert route.route_weights(patched) == target and route.canary_weight(patched) == new_weight
+    assignment = route.sticky_assignment(patched)
+    assert sorted(assignment) == list(range(route.BUCKETS))
+    assert {b for b, name in assignment.items() if name == "chat-small-canary"} == set(route.canary_buckets(new_weight))
+    # the patched route is the one the stack renders at the new weight, mirror filters included
+    assert all(rule["filters"] == live["spec"]["rules"][0]["filters"] for rule in patched["spec"]["rules"])
+    assert validate_object(patched, "1.33") == []
+
+
+def test_weights_patch_on_a_sticky_route_fails_if_the_sticky_rules_changed_since_read(plans):
+    seen = rendered(plans, "staging", "chat-small")
+    operations = route.weights_patch(seen, {"chat-small": 100, "chat-small-canary": 0})
+    now = copy.deepcopy(seen)
+    now["spec"]["rules"][1]["backendRefs"][0]["name"] = "chat-small"  # someone re-pointed the canary's buckets
+    with pytest.raises(jsonpatch.JsonPatchTestFailed):
+        jsonpatch.apply_patch(now, operations)
+
+
+def test_sticky_buckets_follow_the_canarys_share_of_the_weights(plans):
+    live = rendered(plans, "staging", "chat-small")
+    patched = jsonpatch.apply_patch(live, route.weights_patch(live, {"chat-small": 60}))  # 60:20, a quarter canary
+    canary = {b for b, name in route.sticky_assignment(patched).items() if name == "chat-small-canary"}
+    assert canary == set(route.canary_buckets(25))
+    with pytest.raises(route.RouteError, match="add up to 0"):
+        route.weights_patch(live, {"chat-small": 0, "chat-small-canary": 0})
+
+
+def test_a_route_without_sticky_rules_patches_as_before(plans):
+    live = rendered(plans, "prod", "chat")
+    assert route.sticky_header(live) is None and route.sticky_assignment(live) == {}
+    operations = route.weights_patch(live, {"chat": 100})
+    assert [op["op"] for op in operations] == ["test", "replace"]
