@@ -98,6 +98,7 @@ def check_models(config: StackConfig) -> None:
     indexes = [index.name for index in config.retrieval.indexes]
     names = [model.name for model in config.models]
     gpus_wanted: dict[str, int] = {}
+    shadows: dict[str, int] = {}  # of gpus_wanted, the shadows' GPUs
     for index, model in enumerate(config.models):
         where = f"models[{index}]"
         if names.index(model.name) != index:
@@ -108,17 +109,21 @@ def check_models(config: StackConfig) -> None:
         if model.tensor_parallel_size > pool.gpus_per_node:
             raise invalid(f"{where}.tensorParallelSize", model.tensor_parallel_size,
                            f"expected at most {pool.gpus_per_node}, the GPUs per node of pool {pool.name!r}")
-        for key, release in (("release", model.release), ("canary.release", model.canary.release if model.canary else None)):
+        for key, release in (("release", model.release), ("canary.release", model.canary.release if model.canary else None),
+                             ("shadow.release", model.shadow.release if model.shadow else None)):
             if release is not None and release.retrieval_index is not None and release.retrieval_index not in indexes:
                 raise invalid(f"{where}.{key}.retrievalIndex", release.retrieval_index,
                                "expected one of the retrieval.indexes names: " + ", ".join(indexes))
         gpus_wanted[pool.name] = gpus_wanted.get(pool.name, 0) + model.peak_gpus()
+        shadows[pool.name] = shadows.get(pool.name, 0) + model.shadow_gpus()
         capacity = pool.max_size * pool.gpus_per_node
         if gpus_wanted[pool.name] > capacity:
-            raise invalid(f"{where}.replicas", model.replicas,
+            key, value = (("shadow.replicas", model.shadow.replicas) if model.shadow
+                          else ("replicas", model.replicas))
+            raise invalid(f"{where}.{key}", value,
                            f"expected the models on pool {pool.name!r} to need at most its {capacity} GPUs "
-                           f"(maxSize {pool.max_size} x {pool.gpus_per_node}); with maxReplicas and canaries "
-                           f"they need {gpus_wanted[pool.name]}")
+                           f"(maxSize {pool.max_size} x {pool.gpus_per_node}); with maxReplicas, canaries and "
+                           f"shadows they need {gpus_wanted[pool.name]}, of which shadows {shadows[pool.name]}")
         check_fits_on_node(where, model, pool)
 
 

@@ -185,10 +185,24 @@ class Release(Section):
     retrieval_index: str | None = None
 
 
+class Sticky(Section):
+    """A sticky canary: requests carrying `header` (bucket(key) = hash(key) mod 100 of a user or session id, from
+    llmops.release.sticky) always reach the same track; requests without it are weighted as usual."""
+    header: str = Field(default="x-llmops-bucket", pattern=r"^[a-z0-9]([-a-z0-9]{0,62}[a-z0-9])?$")
+
+
 class Canary(Section):
     release: Release
     weight: int = Field(ge=0, le=TOTAL_WEIGHT)  # percent of requests routed to the canary; the stable gets the rest
     replicas: int = Field(default=1, ge=1, le=16)
+    sticky: Sticky | None = None  # opt-in: the same key always reaches the same track
+
+
+class Shadow(Section):
+    """A release answering a mirrored share of the model's requests: its answers are logged, never returned."""
+    release: Release
+    replicas: int = Field(default=1, ge=1, le=16)
+    sample_percent: int = Field(ge=1, le=100)  # of the model's requests mirrored to the shadow
 
 
 class Startup(Section):
@@ -217,6 +231,7 @@ class Model(Section):
     queue_depth_target: int = Field(default=5, ge=1, le=1000)  # waiting requests per replica before scaling out
     release: Release
     canary: Canary | None = None
+    shadow: Shadow | None = None  # a release that gets a mirrored share of the requests; its answers are discarded
     rollout: Rollout | None = None  # how the release controller promotes a canary; none: people do it by hand
     drift: Drift | None = None  # what the drift monitor judges; none: no drift monitoring
     startup: Startup = Startup()
@@ -237,6 +252,14 @@ class Model(Section):
         if self.canary is not None and self.canary.release == self.release:
             raise invalid("canary.release", self.canary.release.model_dump(by_alias=True, exclude_none=True),
                            "expected a release that differs from the stable release")
+        if self.shadow is not None:
+            shadow = self.shadow.release
+            if shadow == self.release:
+                raise invalid("shadow.release", shadow.model_dump(by_alias=True, exclude_none=True),
+                              "expected a release that differs from the stable release")
+            if self.canary is not None and shadow == self.canary.release:
+                raise invalid("shadow.release", shadow.model_dump(by_alias=True, exclude_none=True),
+                              "expected a release that differs from the canary release (a canary already serves it)")
         return self
 
     @property
@@ -248,10 +271,18 @@ class Model(Section):
         """The canary, when there is one that takes traffic (weight 0 means none)."""
         return self.canary if self.canary is not None and canary_takes_traffic(self.canary.weight) else None
 
+    def shadow_gpus(self) -> int:
+        """GPUs the shadow holds (0 without one): what mirroring costs."""
+        return (self.shadow.replicas if self.shadow else 0) * self.tensor_parallel_size
+
     def peak_gpus(self) -> int:
-        """GPUs the model can hold at once without a rollout: stable at its ceiling plus the canary."""
+        """GPUs the model can hold at once without a rollout: stable at its ceiling plus the canary and the shadow."""
         canary = self.active_canary.replicas if self.active_canary else 0
-        return (self.ceiling + canary) * self.tensor_parallel_size
+        return (self.ceiling + canary) * self.tensor_parallel_size + self.shadow_gpus()
+
+    def deployments(self) -> int:
+        """Its Deployments that hold GPUs: stable, and the canary and the shadow where there are."""
+        return 1 + (1 if self.active_canary else 0) + (1 if self.shadow else 0)
 
 
 class Serving(Section):
@@ -356,6 +387,17 @@ class Tools(Section):
 
 class DevicePlugin(Section):
     image: PinnedImage
+
+
+class RequestLogs(Section):
+    """Where the serving request logs are kept (a KMS-encrypted bucket per region, written by the cluster's Fluent
+    Bit): the durable copy the PII scanner scans and `llmops release compare` reads (stable, canary, shadow)."""
+    retention_days: int = Field(default=30, ge=1, le=3650)  # then the objects expire (personal data: no hoarding)
+    # What Fluent Bit tails: the serving pods' container logs (as driftMonitor.logPath).
+    log_path: str = Field(default="/var/log/containers/*_serving_*.log", pattern=r"^/[^\s]+$")
+    # The platform's Fluent Bit service account in namespace logging (the fluent-bit chart's default name): the only
+    # one that may assume the bucket's write role (IRSA).
+    fluent_bit_service_account: str = Field(default="fluent-bit", pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 
 def parse_cidr(cidr: str) -> ipaddress.IPv4Network | None:

@@ -44,7 +44,7 @@ def rollout_surge(config: StackConfig, model: Model) -> int:
     pool = config.pool(model.pool)
     on_pool = [m for m in config.models if m.pool == pool.name]
     spare = pool.max_size * pool.gpus_per_node - sum(m.peak_gpus() for m in on_pool)
-    surging = sum(m.tensor_parallel_size * (2 if m.active_canary else 1) for m in on_pool)
+    surging = sum(m.tensor_parallel_size * m.deployments() for m in on_pool)
     return 1 if spare >= surging else 0
 
 

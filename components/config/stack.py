@@ -29,6 +29,7 @@ from components.config.sections import (
     PolicyEnforcement,
     Regions,
     Registry,
+    RequestLogs,
     Retrieval,
     Serving,
     Standby,
@@ -55,6 +56,7 @@ class StackConfig(Section):
     failover: Failover | None = None  # required with more than one region
     release_controller: ReleaseController | None = None  # required when a model has a rollout policy
     drift_monitor: DriftMonitor | None = None  # required when a model has drift monitoring
+    request_logs: RequestLogs = RequestLogs()  # the request logs' bucket in every region
 
     @model_validator(mode="after")
     def _consistent(self) -> StackConfig:

@@ -56,7 +56,7 @@ BAD_CONFIGS = {
         lambda s: s["config"].__setitem__("llmops:gpuPool", []),
         'stacks/Pulumi.dev.yaml: llmops:gpuPool = []: unknown key; allowed keys: alerting, cluster, devicePlugin, driftMonitor, '
         "environment, failover, featureStore, gpuPools, models, network, policy, regions, registry, releaseController, "
-        "retrieval, serving, tags, tools"),
+        "requestLogs, retrieval, serving, tags, tools"),
     "rollout: steps that do not increase": (
         lambda s: _rollout(s, steps=[5, 25, 10, 100]),
         "stacks/Pulumi.dev.yaml: llmops:models[0].rollout.steps[2] = 10: expected more than the step before (25): "
@@ -132,11 +132,46 @@ BAD_CONFIGS = {
     "replicas beyond the pool's GPUs": (
         lambda s: _model(s).update(replicas=3, maxReplicas=3),
         "stacks/Pulumi.dev.yaml: llmops:models[0].replicas = 3: expected the models on pool 'l4' to need at most its 2 GPUs "
-        "(maxSize 2 x 1); with maxReplicas and canaries they need 3"),
+        "(maxSize 2 x 1); with maxReplicas, canaries and shadows they need 3, of which shadows 0"),
     "a canary that does not fit beside the stable ceiling": (
         lambda s: _model(s).__setitem__("canary", {"release": {"version": "4"}, "weight": 10}),
         "stacks/Pulumi.dev.yaml: llmops:models[0].replicas = 1: expected the models on pool 'l4' to need at most its 2 GPUs "
-        "(maxSize 2 x 1); with maxReplicas and canaries they need 3"),
+        "(maxSize 2 x 1); with maxReplicas, canaries and shadows they need 3, of which shadows 0"),
+    "a shadow that does not fit beside the stable ceiling": (
+        lambda s: _model(s).__setitem__("shadow", {"release": {"version": "5"}, "samplePercent": 10}),
+        "stacks/Pulumi.dev.yaml: llmops:models[0].shadow.replicas = 1: expected the models on pool 'l4' to need at most "
+        "its 2 GPUs (maxSize 2 x 1); with maxReplicas, canaries and shadows they need 3, of which shadows 1"),
+    "shadow identical to the stable release": (
+        lambda s: _model(s).__setitem__("shadow", {"release": dict(_model(s)["release"]), "samplePercent": 10}),
+        'stacks/Pulumi.dev.yaml: llmops:models[0].shadow.release = {"featureView": "user_context:v2", "promptVersion": '
+        '"chat-2026-11-01", "retri...: expected a release that differs from the stable release'),
+    "shadow identical to the canary release": (
+        lambda s: _model(s).update(canary={"release": {"version": "4"}, "weight": 0},
+                                   shadow={"release": {"version": "4"}, "samplePercent": 10}),
+        'stacks/Pulumi.dev.yaml: llmops:models[0].shadow.release = {"promptVersion": "none", "version": "4"}: expected a '
+        "release that differs from the canary release (a canary already serves it)"),
+    "shadow samplePercent 0": (
+        lambda s: _model(s).__setitem__("shadow", {"release": {"version": "5"}, "samplePercent": 0}),
+        "stacks/Pulumi.dev.yaml: llmops:models[0].shadow.samplePercent = 0: expected a value >= 1"),
+    "shadow samplePercent above 100": (
+        lambda s: _model(s).__setitem__("shadow", {"release": {"version": "5"}, "samplePercent": 101}),
+        "stacks/Pulumi.dev.yaml: llmops:models[0].shadow.samplePercent = 101: expected a value <= 100"),
+    "shadow replicas above 16": (
+        lambda s: _model(s).__setitem__("shadow", {"release": {"version": "5"}, "replicas": 17, "samplePercent": 5}),
+        "stacks/Pulumi.dev.yaml: llmops:models[0].shadow.replicas = 17: expected a value <= 16"),
+    "shadow without samplePercent": (
+        lambda s: _model(s).__setitem__("shadow", {"release": {"version": "5"}}),
+        "stacks/Pulumi.dev.yaml: llmops:models[0].shadow.samplePercent: required key is missing"),
+    "shadow on an index that does not exist": (
+        lambda s: _model(s).update(maxReplicas=1, shadow={"release": {"version": "5", "retrievalIndex": "faq"},
+                                                          "samplePercent": 5}),
+        'stacks/Pulumi.dev.yaml: llmops:models[0].shadow.release.retrievalIndex = "faq": expected one of the '
+        "retrieval.indexes names: docs"),
+    "sticky header that is no header name": (
+        lambda s: _model(s).__setitem__("canary", {"release": {"version": "4"}, "weight": 0,
+                                                   "sticky": {"header": "X Bucket"}}),
+        'stacks/Pulumi.dev.yaml: llmops:models[0].canary.sticky.header = "X Bucket": expected text matching '
+        "^[a-z0-9]([-a-z0-9]{0,62}[a-z0-9])?$"),
     "canary weight above 100": (
         lambda s: _model(s).__setitem__("canary", {"release": {"version": "4"}, "weight": 120}),
         "stacks/Pulumi.dev.yaml: llmops:models[0].canary.weight = 120: expected a value <= 100"),
