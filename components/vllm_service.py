@@ -1,4 +1,4 @@
-"""`VllmService`: one model served by vLLM in one region -- stable, optional canary, routing, autoscaling."""
+"""`VllmService`: one model served by vLLM in one region -- stable, optional canary and shadow, routing, autoscaling."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from components.config import GpuPool, Model, Serving, model_cache_gib, replica_
 from components.config.releases import release_of
 from components.kubernetes import kubernetes_objects
 from components.manifests.gateway import model_hostnames
-from components.manifests.route import CANARY, STABLE, stable_weight
+from components.manifests.route import CANARY, SHADOW, STABLE, stable_weight
 from components.manifests.vllm import Track, VllmSpec, vllm_objects
 
 
@@ -28,13 +28,14 @@ class VllmServiceArgs:
     fetch_image: str
     retrieval_fingerprints: Mapping[str, str]
     tags: Mapping[str, str]
-    cold: bool = False  # a cold standby region: no replicas (and no canary) until failover scales it up
+    cold: bool = False  # a cold standby region: no replicas (and no canary or shadow) until failover scales it up
 
 
 def vllm_spec(args: VllmServiceArgs) -> VllmSpec:
     model, pool = args.model, args.pool
     share = replica_resources(model, pool)
     canary = None if args.cold else model.active_canary
+    shadow = None if args.cold else model.shadow
     floor = 0 if args.cold else model.replicas
     return VllmSpec(
         name=model.name, namespace=args.namespace, image=model.image, pool=pool.name,
@@ -49,7 +50,19 @@ def vllm_spec(args: VllmServiceArgs) -> VllmSpec:
                      stable_weight(canary.weight if canary else 0)),
         canary=Track(CANARY, release_of(model, canary.release, args.retrieval_fingerprints), canary.replicas,
                      canary.weight) if canary else None,
+        shadow=Track(SHADOW, release_of(model, shadow.release, args.retrieval_fingerprints), shadow.replicas,
+                     shadow.sample_percent) if shadow else None,
+        sticky_header=canary.sticky.header if canary and canary.sticky else None,
         tags=args.tags)
+
+
+def shadow_cost(spec: VllmSpec) -> dict[str, object] | None:
+    """What the shadow costs and does, for the plan: GPUs held, replicas, percent mirrored, its release."""
+    if spec.shadow is None:
+        return None
+    return {"releaseId": spec.shadow.release.release_id, "version": spec.shadow.release.model_version,
+            "replicas": spec.shadow.replicas, "gpus": spec.shadow.replicas * spec.tensor_parallel_size,
+            "samplePercent": spec.shadow.weight, "pool": spec.pool}
 
 
 class VllmService(pulumi.ComponentResource):
@@ -58,7 +71,9 @@ class VllmService(pulumi.ComponentResource):
         spec = vllm_spec(args)
         kubernetes_objects(name, vllm_objects(spec), self)
         self.release_id = spec.stable.release.release_id
+        self.shadow = shadow_cost(spec)
         self.register_outputs({
+            "shadow": self.shadow,
             "releaseId": spec.stable.release.release_id, "version": spec.stable.release.model_version,
             "canaryReleaseId": spec.canary.release.release_id if spec.canary else None,
             "canaryWeight": spec.canary.weight if spec.canary else 0, "hostnames": list(spec.hostnames),

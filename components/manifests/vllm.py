@@ -1,5 +1,6 @@
-"""vLLM serving objects for one model: stable and canary Deployments, Services, disruption budgets,
-weighted Gateway API routing, KEDA autoscaling on queue depth, and a ServiceMonitor.
+"""vLLM serving objects for one model: stable, canary and shadow Deployments, Services, disruption budgets,
+weighted Gateway API routing (with sticky buckets and a request mirror to the shadow), KEDA autoscaling on queue
+depth, and a ServiceMonitor.
 
 What the reference deployments get wrong and this gets right:
 - the startup budget grows with the weights instead of a fixed ten minutes;
@@ -17,7 +18,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from components.manifests.labels import standard_labels
-from components.manifests.route import STABLE, backend_name, backend_refs
+from components.manifests.route import (
+    SHADOW,
+    STABLE,
+    STICKY_ANNOTATION,
+    backend_name,
+    backend_refs,
+    mirror_filter,
+    sticky_rules,
+)
 from components.manifests.workload import (
     cluster_ip_service,
     container_security_context,
@@ -39,15 +48,23 @@ DOWNLOAD_SECONDS_PER_GIB = 10
 MODEL_LABEL, TRACK_LABEL = "llmops.io/model", "llmops.io/track"
 VERSION_LABEL, RELEASE_LABEL = "llmops.io/version", "llmops.io/release"
 RELEASE_ANNOTATION, RELEASE_PARTS_ANNOTATION = "llmops.io/release-id", "llmops.io/release"
+# What a shadow's objects carry: it is reached by the route's RequestMirror filter only, never as a backendRef.
+TRAFFIC_LABEL, MIRRORED = "llmops.io/traffic", "mirrored"
+# What the serving container's request logger writes into every request-log record: `model`, `track` and `release`
+# (the release id), so stable, canary and shadow answers to the same requests can be told apart and compared.
+REQUEST_LOG_ENV = {"model": "LLMOPS_MODEL", "track": "LLMOPS_TRACK", "release": "LLMOPS_RELEASE_ID"}
+# The request header the logger takes `request_id` from: the gateway sets it once and copies it onto the mirrored
+# request, so the stable's (or canary's) record and the shadow's of the same request share an id and can be joined.
+REQUEST_ID_HEADER, REQUEST_ID_HEADER_ENV = "x-request-id", "LLMOPS_REQUEST_ID_HEADER"
 
 
 @dataclass(frozen=True)
 class Track:
-    """One Deployment's worth of a model: the stable release or the canary."""
-    name: str  # route.STABLE or route.CANARY
+    """One Deployment's worth of a model: the stable release, the canary or the shadow."""
+    name: str  # route.STABLE, route.CANARY or route.SHADOW
     release: ReleaseParts
     replicas: int
-    weight: int  # percent of requests; the stable track's is route.stable_weight(the canary's)
+    weight: int  # percent of requests; the stable track's is route.stable_weight(the canary's); the shadow's: mirrored
 
 
 @dataclass(frozen=True)
@@ -77,6 +94,8 @@ class VllmSpec:
     stable: Track
     canary: Track | None
     tags: Mapping[str, str]
+    shadow: Track | None = None  # gets `weight` percent of the requests mirrored; its answers are discarded
+    sticky_header: str | None = None  # with a canary: the header whose bucket pins a request to a track
 
 
 def serving_args(*, name: str, model_dir: str, tensor_parallel_size: int, max_model_len: int,
@@ -129,6 +148,8 @@ def _labels(spec: VllmSpec, track: Track | None = None) -> dict[str, str]:
     if track is not None:
         labels.update({TRACK_LABEL: track.name, VERSION_LABEL: track.release.model_version,
                        RELEASE_LABEL: track.release.release_id})
+        if track.name == SHADOW:
+            labels[TRAFFIC_LABEL] = MIRRORED
     return labels
 
 
@@ -172,6 +193,7 @@ def _vllm_container(spec: VllmSpec, track: Track) -> dict[str, Any]:
             {"name": "TRANSFORMERS_OFFLINE", "value": "1"},
             {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
             {"name": "DO_NOT_TRACK", "value": "1"},
+            *request_log_env(spec.name, track),
         ],
         "resources": _gpu_resources(spec),
         "startupProbe": {**probe, "periodSeconds": STARTUP_PERIOD_SECONDS, "failureThreshold": startup_failure_threshold(spec)},
@@ -186,6 +208,13 @@ def _vllm_container(spec: VllmSpec, track: Track) -> dict[str, Any]:
             {"name": "home", "mountPath": "/home/vllm"},
         ],
     }
+
+
+def request_log_env(model: str, track: Track) -> list[dict[str, str]]:
+    """The env vars the request logger copies into each record (REQUEST_LOG_ENV: record field -> variable)."""
+    values = {"model": model, "track": track.name, "release": track.release.release_id}
+    return [*({"name": variable, "value": values[field]} for field, variable in REQUEST_LOG_ENV.items()),
+            {"name": REQUEST_ID_HEADER_ENV, "value": REQUEST_ID_HEADER}]
 
 
 def _gpu_resources(spec: VllmSpec) -> dict[str, Any]:
@@ -238,18 +267,27 @@ def deployment(spec: VllmSpec, track: Track, *, autoscaled: bool) -> dict[str, A
 
 
 def http_route(spec: VllmSpec) -> dict[str, Any]:
+    """rules[0] weighs stable and canary for every request; with a sticky canary, rules after it pin each bucket
+    of the sticky header to a track; with a shadow, every rule mirrors samplePercent of its requests to it."""
     backends = backend_refs(spec.name, PORT, spec.canary.weight if spec.canary else None)
     gateway_namespace, gateway_name = spec.gateway
+    rule: dict[str, Any] = {"matches": [{"path": {"type": "PathPrefix", "value": "/v1"}}], "backendRefs": backends}
+    if spec.shadow is not None:
+        rule["filters"] = [mirror_filter(spec.name, PORT, spec.shadow.weight)]
+    rule["timeouts"] = {"request": "600s"}  # long generations stream for minutes
+    rules = [rule]
+    metadata: dict[str, Any] = {"name": spec.name, "namespace": spec.namespace, "labels": _labels(spec)}
+    if spec.canary is not None and spec.sticky_header is not None:
+        rules += sticky_rules(spec.name, PORT, spec.canary.weight, spec.sticky_header, rule)
+        metadata["annotations"] = {STICKY_ANNOTATION: spec.sticky_header}
     return {
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-        "metadata": {"name": spec.name, "namespace": spec.namespace, "labels": _labels(spec)},
+        "metadata": metadata,
         "spec": {
             "parentRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": gateway_name,
                             "namespace": gateway_namespace}],
             "hostnames": list(spec.hostnames),
-            "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/v1"}}],
-                       "backendRefs": backends,
-                       "timeouts": {"request": "600s"}}],  # long generations stream for minutes
+            "rules": rules,
         },
     }
 
@@ -288,10 +326,10 @@ def service_monitor(spec: VllmSpec) -> dict[str, Any]:
 
 
 def vllm_objects(spec: VllmSpec) -> list[dict[str, Any]]:
-    """Every object one model needs. A canary appears only with a weight above zero."""
+    """Every object one model needs. A canary appears only with a weight above zero, a shadow only when configured."""
     autoscaled = spec.max_replicas > spec.min_replicas
     objects = [service_account(spec.name, spec.namespace, _labels(spec))]
-    for track in [spec.stable] + ([spec.canary] if spec.canary else []):
+    for track in [spec.stable] + [t for t in (spec.canary, spec.shadow) if t is not None]:
         name = deployment_name(spec, track)
         objects.append(deployment(spec, track, autoscaled=autoscaled and track.name == STABLE))
         objects.append(cluster_ip_service(name, spec.namespace, _labels(spec, track), _selector(spec, track), {"http": PORT}))

@@ -30,6 +30,7 @@ def summarize(plan: Plan) -> str:
             seconds = int(standby["expectedRecoverySeconds"])
             lines.append(f"  failover ({failover.get('routing')}): {region} is a {standby['mode']} standby; expected "
                          f"recovery {seconds // 60} min {seconds % 60} s")
+    lines += _shadow_lines(plan)
     if plan.outputs:
         lines.append("  outputs: " + ", ".join(sorted(plan.outputs)))
     return "\n".join(lines)
@@ -41,3 +42,16 @@ def _component_line(plan: Plan, component: PlannedResource) -> str:
     types = Counter(_short(r.type) for r in plan.descendants(component.urn) if r.custom)
     detail = ", ".join(f"{name} {count}" for name, count in sorted(types.items(), key=lambda kv: (-kv[1], kv[0])))
     return f"    {_short(component.type):<20} {component.name}: {sum(types.values())} ({detail})"
+
+
+def _shadow_lines(plan: Plan) -> list[str]:
+    """What each shadow costs: the GPUs it holds for answers nobody sees (from the regions' `shadows` outputs)."""
+    regions = plan.outputs.get("regions")
+    lines = []
+    for region, outputs in sorted(regions.items()) if isinstance(regions, dict) else []:
+        shadows = outputs.get("shadows") if isinstance(outputs, dict) else None
+        for model, shadow in sorted(shadows.items()) if isinstance(shadows, dict) else []:
+            lines.append(f"  shadow: {model} in {region} mirrors {int(shadow['samplePercent'])}% of its requests to "
+                         f"version {shadow['version']} (release {shadow['releaseId']}): {int(shadow['replicas'])} "
+                         f"replica(s), {int(shadow['gpus'])} GPU(s) of pool {shadow['pool']}")
+    return lines

@@ -447,6 +447,23 @@ def test_a_deployment_with_default_strategy_surges_25_percent():
     assert violations_of("gpu-rollout-within-pool", b)
 
 
+def test_a_shadow_that_does_not_fit_beside_stable_and_canary_is_refused():
+    """A hand-built plan: stable 2 x 1 GPU fills the 2-GPU pool; a shadow Deployment (1 replica, 1 GPU) on the same
+    pool is one GPU too many, and the finding names it with its count."""
+    b = case_rollout_fits(False)
+    assert violations_of("gpu-rollout-within-pool", b) == []
+    pod, containers = gpu_pod("1")
+    shadow = deployment("app-shadow", pod=pod, containers=containers, labels={"llmops.io/track": "shadow"},
+                        spec={"replicas": 1, "strategy": {"type": "RollingUpdate",
+                                                          "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}})
+    k8s(b, DEPLOYMENT, shadow, provider=b.resources[-1].provider)
+    (violation,) = violations_of("gpu-rollout-within-pool", b)
+    assert violation.message == (
+        "cluster c1, pool 'l4': at their replica ceilings and mid-rollout the Deployments need 3 GPUs "
+        "(serving/app 2, serving/app-shadow 1) but the pool holds at most 2; lower maxSurge to 0 or raise the pool's "
+        "maxSize.")
+
+
 def alert_messages(url, context=CONTEXT, **rule):
     return [v.message for v in violations_of("alert-runbooks", alert_rule(url, **rule), context)]
 
