@@ -21,6 +21,9 @@ class SecureBucketArgs:
     kms_key_arn: pulumi.Input[str]
     force_destroy: bool
     noncurrent_version_days: int = 90  # how long overwritten or deleted versions are kept
+    # Objects expire this many days after they were written (then kept noncurrent_version_days as a version);
+    # None: kept until deleted. For logs with personal data: keep no longer than needed.
+    expire_days: int | None = None
     # Object lock (set at creation, never removable): versions can be put under legal hold or retention and then
     # cannot be deleted or overwritten by anyone until released. For evidence, such as quarantined personal data.
     object_lock: bool = False
@@ -60,12 +63,17 @@ class SecureBucket(pulumi.ComponentResource):
         }], opts=child)
         versioning = aws.s3.BucketVersioning(name, bucket=bucket.id,
                                              versioning_configuration={"status": "Enabled"}, opts=child)
-        aws.s3.BucketLifecycleConfiguration(name, bucket=bucket.id, rules=[
+        rules: list[dict] = [
             {"id": "expire-old-versions", "status": "Enabled", "filter": {},
              "noncurrent_version_expiration": {"noncurrent_days": args.noncurrent_version_days}},
             {"id": "abort-incomplete-uploads", "status": "Enabled", "filter": {},
              "abort_incomplete_multipart_upload": {"days_after_initiation": 7}},
-        ], opts=pulumi.ResourceOptions(parent=self, depends_on=[versioning]))
+        ]
+        if args.expire_days is not None:
+            rules.append({"id": "expire-objects", "status": "Enabled", "filter": {},
+                          "expiration": {"days": args.expire_days}})
+        aws.s3.BucketLifecycleConfiguration(name, bucket=bucket.id, rules=rules,
+                                            opts=pulumi.ResourceOptions(parent=self, depends_on=[versioning]))
         aws.s3.BucketPolicy(name, bucket=bucket.id, policy=bucket.arn.apply(tls_only_policy),
                             opts=pulumi.ResourceOptions(parent=self, depends_on=[access]))
         self.bucket = bucket

@@ -26,6 +26,7 @@ from components.network import Network, NetworkArgs
 from components.operations import Operations, OperationsArgs
 from components.placement import DataPlacement
 from components.release_controller import ReleaseController, ReleaseControllerArgs, stalled_after_seconds, wanted
+from components.request_logs import RequestLogs, RequestLogsArgs
 from components.retrieval_index import RetrievalIndex, RetrievalIndexArgs
 from components.vllm_service import VllmService, VllmServiceArgs
 
@@ -99,6 +100,10 @@ class Region(pulumi.ComponentResource):
             for model in cfg.models
         }
 
+        # Every region keeps its request logs (all models and tracks): the PII scanner and release comparisons read them.
+        request_logs = RequestLogs(name, RequestLogsArgs(config=cfg, region=region, oidc_provider=cluster.oidc_provider,
+                                                         tags=tags), opts=on_both)
+
         controlled = wanted(cfg)
         AlertRules(f"{name}-alerts", AlertRulesArgs(alerting=cfg.alerting, models=cfg.models, environment=cfg.environment,
                                                      region=region, tags=tags,
@@ -139,6 +144,8 @@ class Region(pulumi.ComponentResource):
             "retrievalFingerprints": index.fingerprints,
             "snapshotBucket": index.snapshot_bucket.name,
             "releases": {model: service.release_id for model, service in self.models.items()},
+            "shadows": {model: service.shadow for model, service in self.models.items() if service.shadow},
+            "requestLogs": request_logs.outputs,
             "releaseController": controller.outputs if controller else None,
             "driftMonitor": drift.outputs if drift else None,
         }

@@ -255,7 +255,8 @@ end
 """
 
 
-def _section(name: str, entries: list[tuple[str, str]]) -> str:
+def fluent_bit_section(name: str, entries: list[tuple[str, str]]) -> str:
+    """One classic-format section, values aligned."""
     width = max(len(key) for key, _ in entries)
     return f"[{name}]\n" + "".join(f"    {key.ljust(width)} {value}\n" for key, value in entries)
 
@@ -267,7 +268,7 @@ def fluent_bit_conf(spec: DriftMonitorSpec) -> str:
     return "\n".join([
         "# Rendered by components/manifests/drift_monitor.py. Mount this ConfigMap at " + FLUENT_BIT_DIR,
         f"# and add `@INCLUDE {FLUENT_BIT_DIR}/{FLUENT_BIT_CONF}` to Fluent Bit's main config (README: Drift monitoring).",
-        _section("INPUT", [
+        fluent_bit_section("INPUT", [
             ("Name", "tail"),
             ("Alias", "llmops_drift_serving_logs"),
             ("Tag", FLUENT_BIT_TAG),
@@ -279,20 +280,20 @@ def fluent_bit_conf(spec: DriftMonitorSpec) -> str:
             ("Mem_Buf_Limit", "32MB"),
             ("Refresh_Interval", "5"),
         ]),
-        _section("FILTER", [
+        fluent_bit_section("FILTER", [
             ("Name", "grep"),
             ("Alias", "llmops_drift_request_logs"),
             ("Match", tag_match),
             ("Regex", f'log "{REQUEST_LOG_FIELD}"'),
         ]),
-        _section("FILTER", [
+        fluent_bit_section("FILTER", [
             ("Name", "lua"),
             ("Alias", "llmops_drift_sample"),
             ("Match", tag_match),
             ("script", f"{FLUENT_BIT_DIR}/{FLUENT_BIT_LUA}"),
             ("call", LUA_FUNCTION),
         ]),
-        _section("OUTPUT", [
+        fluent_bit_section("OUTPUT", [
             ("Name", "http"),
             ("Alias", "llmops_drift_monitor"),
             ("Match", tag_match),
