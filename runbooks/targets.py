@@ -89,6 +89,23 @@ class Rollout(_Model):
     poll_seconds: float = Field(default=5, gt=0, le=600)
 
 
+class ClusterScan(_Model):
+    """`llmops pii scan --on-cluster`: the Indexed Job's namespace, service account (its IAM role reads only
+    `readable` and writes only `results`: components/pii_scan.py provisions both), and the plan's figures."""
+    results: str = Field(pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/")  # each scan under <results>/<scan-id>/
+    readable: list[str] = []  # s3:// prefixes the role may read: a source outside them is refused before submitting
+    image: str | None = None  # default: the stack's llmops image (retrieval.freshness, driftMonitor, releaseController)
+    namespace: str = "pii-scan"
+    service_account: str = "pii-scanner"
+    max_pods: int = Field(default=128, ge=1, le=1000)
+    backoff_limit_per_index: int = Field(default=2, ge=0, le=10)
+    mb_per_second_per_pod: float = Field(default=13.0, gt=0)  # measured: scripts/bench_pii_shards.py
+    pod_price_per_hour: float = Field(default=0.048, ge=0)  # one core's share of the nodes' on-demand price
+    approval_over_usd: float = Field(default=50.0, ge=0)  # above this estimate, the scan asks before it starts
+    poll_seconds: float = Field(default=5, gt=0, le=600)
+    timeout_seconds: int = Field(default=86400, ge=60, le=7 * 86400)
+
+
 class Pii(_Model):
     """Where the PII-incident runbook puts evidence, and how it stops the bleeding."""
     # A bucket created with object lock (versioning on): quarantined copies are held there under legal hold.
@@ -101,6 +118,9 @@ class Pii(_Model):
     # Who must hear about it: the data-protection contact's topic (SNS).
     data_protection_topic_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:sns:")
     scan_workers: int = Field(default=8, ge=1, le=64)
+    cluster_scan: ClusterScan | None = None
+    # The incident's scan runs on the cluster when the scope (bytes of every version in the window) is larger.
+    cluster_scan_over_bytes: int | None = Field(default=None, ge=0)
 
 
 class RegionTargets(_Model):

@@ -11,6 +11,7 @@ exit codes of scan (the first that applies):
      printed -- 4 wins over 5, 1 and 0: a partial scan must never look complete
   5  --pushgateway: the metrics could not be pushed (URL and reason on stderr); the scan itself was
      complete and its findings printed -- 5 wins over 1: the alerts did not hear of them
+  3  --on-cluster: the estimated cost is above pii.cluster_scan.approval_over_usd and was not approved
   1  personal data found (a CI gate) -- except with --results: a shard's findings are its result (exit 0),
      so the pod of an Indexed Job succeeds
   0  nothing found
@@ -34,6 +35,7 @@ from typing import Any
 from llmops.cli.errors import UsageError
 
 EXIT_CLEAN, EXIT_FOUND, EXIT_INCOMPLETE, EXIT_PUSH_FAILED = 0, 1, 4, 5
+EXIT_NOT_APPROVED = 3  # --on-cluster: the estimate is above the approval limit and was not approved
 EXIT_MISSING_SHARDS = EXIT_INCOMPLETE  # a merge without every shard is a partial scan: it must never look complete
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
@@ -119,10 +121,163 @@ def _results(args: argparse.Namespace) -> tuple[str, str] | None:
         raise _usage(f"--results: {error}") from None
 
 
+def _cluster_settings(targets: Any) -> Any:
+    from llmops.pii.cluster import ClusterSettings
+
+    pii = targets.pii
+    if pii is None or pii.cluster_scan is None:
+        raise _usage(f"--on-cluster: stacks/targets/{targets.environment}.yaml has no pii.cluster_scan section "
+                     "(results, and the prefixes the scanner's role may read)")
+    scan = pii.cluster_scan
+    image = scan.image or _stack_llmops_image(targets)
+    return ClusterSettings(
+        image=image, results=scan.results, region=targets.aws.region, readable=tuple(scan.readable),
+        tags={"owner": "llmops", "cost-center": "llmops", "environment": targets.environment},
+        namespace=scan.namespace, service_account=scan.service_account, max_pods=scan.max_pods,
+        backoff_limit_per_index=scan.backoff_limit_per_index, mb_per_second_per_pod=scan.mb_per_second_per_pod,
+        pod_price_per_hour=scan.pod_price_per_hour, approval_over_usd=scan.approval_over_usd)
+
+
+def _stack_llmops_image(targets: Any) -> str:
+    """This project's image, where the stack's other llmops workloads get it."""
+    from components.config.loading import load_file
+
+    config = load_file(targets.stack_path())
+    freshness = config.retrieval.freshness if config.retrieval else None
+    for section in (freshness, config.drift_monitor, config.release_controller):
+        if section is not None:
+            return str(section.image)
+    raise _usage(f"--on-cluster: {targets.stack_file} names no llmops image (retrieval.freshness, driftMonitor or "
+                 "releaseController); set pii.cluster_scan.image in the targets file")
+
+
+def _approved(estimate: Any, limit: float, yes: bool) -> bool:
+    if estimate.cost_usd <= limit or yes:
+        return True
+    if not sys.stdin.isatty():
+        print(f"pii: the estimate (${estimate.cost_usd:.2f}) is above the approval limit (${limit:.2f}, "
+              "pii.cluster_scan.approval_over_usd): pass --yes to start it anyway", file=sys.stderr)
+        return False
+    answer = input(f"The estimate is above ${limit:.2f}. Start the scan? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _on_cluster(args: argparse.Namespace) -> int:
+    from llmops.pii import cluster
+    from llmops.pii.shards import MissingShards, merge
+    from llmops.pii.sources import SourceError, parse_s3_uri
+    from runbooks.engine import InputError, PreconditionFailed
+    from runbooks.targets import load_targets
+
+    if args.shards is None or args.shard is not None or args.results:
+        raise _usage("--on-cluster takes --shards N (the Job's pods), not --shard or --results")
+    if len(args.paths) != 1 or not args.paths[0].startswith("s3://"):
+        raise _usage("--on-cluster scans one s3://bucket/prefix/")
+    if not args.env:
+        raise _usage("--on-cluster needs --env ENV (the cluster, results prefix and prices of stacks/targets/ENV.yaml)")
+    source = args.paths[0]
+    try:
+        targets = load_targets(args.env)
+        bucket, prefix = parse_s3_uri(source)
+    except (InputError, SourceError) as error:
+        raise _usage(str(error)) from None
+    settings = _cluster_settings(targets)
+    assert targets.pii is not None and targets.pii.cluster_scan is not None  # _cluster_settings checked
+    scan_config = targets.pii.cluster_scan
+    if args.shards < 1 or args.shards > settings.max_pods:
+        raise _usage(f"--shards {args.shards}: expected 1 to {settings.max_pods} (pii.cluster_scan.max_pods)")
+    if not cluster.readable(settings, source):
+        raise _usage(f"{source}: the scanner's role may only read {', '.join(settings.readable)} "
+                     "(pii.cluster_scan.readable, provisioned by the stack)")
+    scan_id = args.scan_id or cluster.new_scan_id()
+    if not cluster.SCAN_ID.match(scan_id):
+        raise _usage(f"--scan-id {scan_id!r}: expected lowercase letters, digits and '-' (at most 42)")
+    args.endpoint_url = args.endpoint_url or targets.aws.endpoint_url
+    args.region = args.region or targets.aws.region
+    s3 = _s3_client(args)
+    objects, size = cluster.scope(s3, bucket, prefix, args.versions)
+    if not objects:
+        raise _usage(f"{source}: no objects under this prefix")
+    plan = cluster.estimate(size, objects, args.shards, settings)
+    print(f"pii: cluster scan {scan_id}: {plan.describe()} (at {settings.mb_per_second_per_pod:g} MB/s per pod, "
+          f"${settings.pod_price_per_hour:g} per pod-hour)", file=sys.stderr)
+    if not _approved(plan, settings.approval_over_usd, args.yes):
+        return EXIT_NOT_APPROVED
+    job = cluster.job_for(settings, scan_id=scan_id, source=source, shards=args.shards, versions=args.versions)
+    name, namespace = job["metadata"]["name"], job["metadata"]["namespace"]
+    results = cluster.results_uri(settings, scan_id)
+    try:
+        batch = _kubernetes(targets).batch
+        cluster.submit(batch, job)
+        print(f"pii: submitted job {namespace}/{name}; results under {results}", file=sys.stderr)
+        with _JobProgress(args.shards) as progress:
+            state = cluster.wait(batch, name, namespace, args.shards,
+                                 poll_seconds=args.poll_seconds or scan_config.poll_seconds,
+                                 timeout_seconds=scan_config.timeout_seconds, on_change=progress.update)
+    except PreconditionFailed as error:
+        print(f"pii: {error}", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    if state.failed:
+        failed = ", ".join(map(str, sorted(state.failed)))
+        print(f"pii: shard(s) {failed} of job {namespace}/{name} failed every retry"
+              + (f" ({state.failed_reason})" if state.failed_reason else "")
+              + f"; rerun one with: llmops pii scan {source} --shard I/{args.shards} --results {results}",
+              file=sys.stderr)
+    try:
+        merged = merge(s3, *parse_s3_uri(results), args.shards)
+    except MissingShards as missing:
+        print(f"pii: cannot merge {results}: {missing}; the scan is incomplete (exit {EXIT_INCOMPLETE})",
+              file=sys.stderr)
+        return EXIT_INCOMPLETE
+    return _print_merged(merged, args.output, f"merged {args.shards} shard(s) of job {name}:")
+
+
+class _JobProgress:
+    """Shards done and failed, as a rich progress bar on a terminal; a line per change into a pipe or log."""
+
+    def __init__(self, shards: int) -> None:
+        self.shards = shards
+        self.bar: Any = None
+
+    def __enter__(self) -> _JobProgress:
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("scanning on the cluster"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[failed]} failed"), TimeElapsedColumn(),
+                                console=Console(stderr=True), transient=True)
+            self.task = self.bar.add_task("shards", total=self.shards, failed=0)
+            self.bar.start()
+        return self
+
+    def update(self, state: Any) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=len(state.done), failed=len(state.failed))
+        else:
+            print(f"pii: {len(state.done)} of {self.shards} shard(s) done, {len(state.failed)} failed",
+                  file=sys.stderr)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _kubernetes(targets: Any) -> Any:
+    from runbooks.adapters.kubernetes_cluster import KubernetesCluster
+
+    if targets.kubernetes is None:
+        raise _usage(f"--on-cluster: stacks/targets/{targets.environment}.yaml has no kubernetes section")
+    k = targets.kubernetes
+    return KubernetesCluster(host=k.host, context=k.context, kubeconfig=k.kubeconfig, in_cluster=k.in_cluster)
+
+
 def _scan(args: argparse.Namespace) -> int:
     from llmops.pii.scanner import Summary
     from llmops.pii.sources import SourceError, resolve, scan_sources
 
+    if args.on_cluster:
+        return _on_cluster(args)
     key, names, show = _key(args), _names(args), _shown(args)
     shard, results = _shard(args), _results(args)
     if args.pushgateway:
@@ -193,14 +348,18 @@ def _merge(args: argparse.Namespace) -> int:
     except MissingShards as missing:
         print(f"pii: cannot merge {args.results}: {missing} (run those shards again, then merge)", file=sys.stderr)
         return EXIT_MISSING_SHARDS
+    return _print_merged(merged, args.output, f"merged {args.shards} shard(s):")
+
+
+def _print_merged(merged: Any, output: str, verb: str) -> int:
     for finding in merged.findings:
-        _write_finding(sys.stdout, finding, args.output)
+        _write_finding(sys.stdout, finding, output)
     sys.stdout.flush()
     for failed in merged.errors:
         print(f"pii: could not scan {failed['path']}: {failed['reason']}", file=sys.stderr)
     s = merged.summary
     _report({"files": s["versions"], "unreadable_files": len(merged.errors), "bytes": s["scanned_bytes"],
-             "counts": s["counts"]}, f"merged {args.shards} shard(s):")
+             "counts": s["counts"]}, verb)
     if merged.errors:
         print(f"pii: {len(merged.errors)} input(s) could not be scanned: the scan is incomplete "
               f"(exit {EXIT_INCOMPLETE})", file=sys.stderr)
@@ -302,6 +461,14 @@ def add_parsers(commands: Any) -> None:
                       help="with a shard: write its findings (as --output jsonl) and a manifest line to "
                            "PREFIX/shard-I.jsonl, in one upload at the end (whole or absent; a rerun replaces it); "
                            "findings then exit 0, not 1 -- they are the result; merge with `llmops pii merge`")
+    scan.add_argument("--on-cluster", action="store_true",
+                      help="run the scan as a Kubernetes Indexed Job of --shards N pods (the cluster, results prefix, "
+                           "image and prices from --env's targets file), print its estimated time and cost first, "
+                           "wait for it, then print the merged report")
+    scan.add_argument("--env", metavar="ENV", help="with --on-cluster: stacks/targets/ENV.yaml")
+    scan.add_argument("--scan-id", help="with --on-cluster: names the Job and the results prefix (default: the time)")
+    scan.add_argument("--yes", action="store_true", help="with --on-cluster: start even above the approval limit")
+    scan.add_argument("--poll-seconds", type=float, help=argparse.SUPPRESS)
     scan.set_defaults(handler=_scan)
     merge = pii.add_parser(
         "merge", help="merge the shards of a sharded scan (s3://.../results/<scan-id>/) into one report",

@@ -40,6 +40,7 @@ class KubernetesCluster:
                 raise PreconditionFailed(f"Kubernetes API unreachable: {where} of {kubeconfig or 'the kubeconfig'} "
                                          f"cannot be used ({error}); nothing was changed") from None
         self.apps = client.AppsV1Api(api)
+        self.batch = client.BatchV1Api(api)
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
 
