@@ -123,13 +123,14 @@ def annotation_queries(context: RuleContext) -> list[db.AnnotationQuery]:
     env, ns, w = context.environment, context.serving_namespace, ANNOTATION_WINDOW
     runs = f'llmops_runbook_runs_total{{environment="{env}"}}'
     releases = f'kube_deployment_labels{{namespace="{ns}"}}'
+    decisions = f'llmops_release_decisions_total{{namespace="{ns}",action!~"hold|idle"}}'
     return [
         _annotation("Runbook runs", f"count by (runbook, outcome) ({runs} unless {runs} offset {w})", "orange"),
         _annotation("Releases", f"count by (deployment, label_llmops_io_release) ({releases} unless {releases} "
                                 f"offset {w})", "blue"),
-        _annotation("Release-controller actions",
-                    f'sum by (model, action) (changes(llmops_release_decisions_total{{namespace="{ns}",'
-                    f'action!="hold"}}[{w}])) > 0', "purple"),
+        _annotation("Release-controller actions",  # an action's first decision (a new series) or a later one
+                    f"count by (model, action) ({decisions} unless {decisions} offset {w})"
+                    f" or sum by (model, action) (changes({decisions}[{w}])) > 0", "purple"),
     ]
 
 
