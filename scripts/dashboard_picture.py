@@ -69,12 +69,12 @@ def main() -> int:
             axes = figure.add_subplot(rows, 2, 3 + index)
             axes.set_title(panel["title"], fontsize=9)
             for target in panel["targets"]:
-                for found in world.query_range(target["expr"], began, end, 2):
+                for line in world.query_range(target["expr"], began, end, 2):
                     legend = target.get("legendFormat", "")
-                    for key, value in found["metric"].items():
+                    for key, value in line["metric"].items():
                         legend = legend.replace("{{" + key + "}}", value)
-                    xs = [float(t) - began for t, _ in found["values"]]
-                    ys = [float(v) for _, v in found["values"]]
+                    xs = [float(t) - began for t, _ in line["values"]]
+                    ys = [float(v) for _, v in line["values"]]
                     axes.plot(xs, ys, label=legend or target["expr"][:30])
             axes.legend(fontsize=7)
             axes.tick_params(labelsize=7)
