@@ -42,7 +42,7 @@ from runbooks.engine import (
 from runbooks.engine.records import operator
 from runbooks.engine.runner import crash_point
 from runbooks.params import identifier, instant, s3_prefix
-from runbooks.ports import ObjectStore, Topic
+from runbooks.ports import ClusterScanner, ObjectStore, Topic
 from runbooks.targets import Targets, require
 
 REDACTED_FROM, INCIDENT_META = "llmops-redacted-from", "llmops-incident"
@@ -53,6 +53,7 @@ class Backends:
     targets: Targets
     objects: ObjectStore
     topic: Topic
+    cluster: ClusterScanner | None = None  # when the targets have pii.cluster_scan and a cluster
 
 
 @dataclass
@@ -70,6 +71,10 @@ class Facts:
     workers: int
     sid: str  # the bucket policy statement id of the containment
     exempt_principal: str | None  # this runbook's role, exempt from the deny
+    # The scan runs as an Indexed Job of this many pods when the scope (bytes of every version in the window) is
+    # larger than the targets' pii.cluster_scan_over_bytes; 0: locally. Decided at the first plan, like the scope.
+    cluster_shards: int = 0
+    cluster_estimate: str | None = None
 
 
 Ctx = RunContext[Facts, Backends]
@@ -82,11 +87,25 @@ def connect(targets: Targets) -> Backends:
     require(targets, "pii-incident", "pii")
     assert targets.pii is not None
     aws = targets.aws
+    s3 = client("s3", region=aws.region, endpoint_url=aws.endpoint_url)
+    scanner = None
+    if targets.pii.cluster_scan is not None and targets.pii.cluster_scan_over_bytes is not None:
+        from runbooks.adapters.kubernetes_cluster import KubernetesCluster
+        from runbooks.adapters.pii_cluster import PiiClusterScanner, cluster_settings
+
+        require(targets, "pii-incident (cluster scan)", "kubernetes")
+        assert targets.kubernetes is not None
+        k = targets.kubernetes
+        scan = targets.pii.cluster_scan
+        scanner = PiiClusterScanner(
+            cluster_settings(targets), KubernetesCluster(host=k.host, context=k.context, kubeconfig=k.kubeconfig,
+                                                         in_cluster=k.in_cluster).batch,
+            s3, poll_seconds=scan.poll_seconds, timeout_seconds=scan.timeout_seconds)
     return Backends(
         targets=targets,
-        objects=S3Objects(client("s3", region=aws.region, endpoint_url=aws.endpoint_url),
-                          client("sts", region=aws.region, endpoint_url=aws.endpoint_url), targets.pii.kms_key_id),
-        topic=SnsTopic(client("sns", region=aws.region, endpoint_url=aws.endpoint_url)))
+        objects=S3Objects(s3, client("sts", region=aws.region, endpoint_url=aws.endpoint_url), targets.pii.kms_key_id),
+        topic=SnsTopic(client("sns", region=aws.region, endpoint_url=aws.endpoint_url)),
+        cluster=scanner)
 
 
 # --- parameters -------------------------------------------------------------------------------------------
@@ -122,12 +141,19 @@ def prepare(ctx: Preparing[Backends]) -> Facts:
                              "latest_is_marker": any(v["latest"] and v["delete_marker"] for v in versions)})
     if not in_scope:
         raise InputError(f"--source {p['source']}: no objects written between {_iso(since)} and {_iso(until)}")
+    scope_bytes = sum(v["size"] for o in in_scope for v in o["versions"])
+    shards, estimate = 0, None
+    cluster = ctx.backends.cluster
+    if cluster is not None and pii.cluster_scan_over_bytes is not None and scope_bytes > pii.cluster_scan_over_bytes:
+        shards = cluster.pods_for(scope_bytes)
+        estimate = cluster.estimate(scope_bytes, sum(len(o["versions"]) for o in in_scope), shards)
     return Facts(
         bucket=bucket, prefix=prefix, since=since, until=until, objects=in_scope,
         quarantine_bucket=pii.quarantine_bucket, quarantine_prefix=f"{pii.quarantine_prefix.strip('/')}/{p['incident']}",
         containment=pii.containment, topic=pii.data_protection_topic_arn, workers=pii.scan_workers,
         sid="LlmopsPiiContain" + "".join(c for c in p["incident"] if c.isalnum()),
-        exempt_principal=objects.caller_role_arn() if pii.containment == "deny-writes" else None)
+        exempt_principal=objects.caller_role_arn() if pii.containment == "deny-writes" else None,
+        cluster_shards=shards, cluster_estimate=estimate)
 
 
 def _iso(epoch: float) -> str:
@@ -229,17 +255,41 @@ def _scan(ctx: Ctx) -> dict[str, Any]:
             owner[source.name] = (obj["id"], version["version_id"])
     per_object: dict[int, Counter[str]] = {}
     scanned_bytes = 0
-    for result in scan_sources(sources, workers=f.workers):
-        scanned_bytes += result.summary.bytes
-        if result.summary.counts:
-            per_object.setdefault(owner[result.source.name][0], Counter()).update(result.summary.counts)
+    where = {}
+    if f.cluster_shards:
+        where = _scan_on_cluster(ctx, owner, per_object)
+        scanned_bytes = sum(s.size for s in sources)
+    else:
+        for result in scan_sources(sources, workers=f.workers):
+            scanned_bytes += result.summary.bytes
+            if result.summary.counts:
+                per_object.setdefault(owner[result.source.name][0], Counter()).update(result.summary.counts)
     totals: Counter[str] = sum(per_object.values(), Counter())
     affected = [{"id": i, "key": _objects(ctx)[i]["display"], "counts": dict(sorted(per_object[i].items()))}
                 for i in sorted(per_object)]
     ctx.progress(f"  scan: {len(sources)} version(s), {scanned_bytes / 1e6:.1f} MB; {len(affected)} object(s) "
                  f"hold personal data: {dict(sorted(totals.items())) or 'none'}")
     return {"versions_scanned": len(sources), "bytes": scanned_bytes, "affected": affected,
-            "counts": dict(sorted(totals.items())), "at": time.time()}
+            "counts": dict(sorted(totals.items())), **where, "at": time.time()}
+
+
+def _scan_on_cluster(ctx: Ctx, owner: dict[str, tuple[int, str]], per_object: dict[int, Counter[str]]) -> dict[str, Any]:
+    """The scan as an Indexed Job over every version under the prefix; only the findings in versions of the window
+    count. Named after the run, so a resumed run follows the Job it submitted instead of starting another."""
+    f, scanner = ctx.facts, ctx.backends.cluster
+    if scanner is None:
+        raise StepFailed("the plan chose the cluster scan, but the targets no longer have pii.cluster_scan and a "
+                         "cluster; restore them, then resume")
+    scan_id = "".join(c if c.isalnum() else "-" for c in f"{ctx.params['incident']}-{ctx.run_id}".lower())[:42]
+    result = scanner.scan(scan_id.strip("-"), f"s3://{f.bucket}/{f.prefix}", f.cluster_shards, ctx.progress)
+    unreadable = [e for e in result["errors"] if e["path"] in owner]
+    if unreadable:
+        raise StepFailed(f"{len(unreadable)} version(s) in scope could not be scanned on the cluster: "
+                         f"{[display(e['path']) for e in unreadable]}")
+    for finding in result["findings"]:
+        if finding["path"] in owner:
+            per_object.setdefault(owner[finding["path"]][0], Counter())[finding["entity_type"]] += 1
+    return {"on_cluster": {"job": result["job"], "shards": f.cluster_shards, "results": result["results"]}}
 
 
 def _scanned(ctx: Ctx) -> bool:
@@ -513,7 +563,8 @@ PII_INCIDENT: Runbook[Facts, Backends] = Runbook(
              "personal data, with counts per entity type (never a value).",
              plan=lambda ctx: Change(f"scan {sum(len(o['versions']) for o in _objects(ctx))} version(s) of "
                                      f"{len(_objects(ctx))} object(s) under s3://{ctx.facts.bucket}/"
-                                     f"{ctx.facts.prefix}"),
+                                     f"{ctx.facts.prefix}" + (f" on the cluster: {ctx.facts.cluster_estimate}"
+                                                              if ctx.facts.cluster_shards else " locally")),
              check=always_run, action=_scan, verify=lambda ctx: True, timeout_seconds=3600, retries=1,
              needs_approval=False),
         Step("quarantine", "Copy every version of each affected object to the quarantine bucket under legal hold, "

@@ -122,33 +122,13 @@ def _results(args: argparse.Namespace) -> tuple[str, str] | None:
 
 
 def _cluster_settings(targets: Any) -> Any:
-    from llmops.pii.cluster import ClusterSettings
+    from runbooks.adapters.pii_cluster import cluster_settings
+    from runbooks.engine import InputError
 
-    pii = targets.pii
-    if pii is None or pii.cluster_scan is None:
-        raise _usage(f"--on-cluster: stacks/targets/{targets.environment}.yaml has no pii.cluster_scan section "
-                     "(results, and the prefixes the scanner's role may read)")
-    scan = pii.cluster_scan
-    image = scan.image or _stack_llmops_image(targets)
-    return ClusterSettings(
-        image=image, results=scan.results, region=targets.aws.region, readable=tuple(scan.readable),
-        tags={"owner": "llmops", "cost-center": "llmops", "environment": targets.environment},
-        namespace=scan.namespace, service_account=scan.service_account, max_pods=scan.max_pods,
-        backoff_limit_per_index=scan.backoff_limit_per_index, mb_per_second_per_pod=scan.mb_per_second_per_pod,
-        pod_price_per_hour=scan.pod_price_per_hour, approval_over_usd=scan.approval_over_usd)
-
-
-def _stack_llmops_image(targets: Any) -> str:
-    """This project's image, where the stack's other llmops workloads get it."""
-    from components.config.loading import load_file
-
-    config = load_file(targets.stack_path())
-    freshness = config.retrieval.freshness if config.retrieval else None
-    for section in (freshness, config.drift_monitor, config.release_controller):
-        if section is not None:
-            return str(section.image)
-    raise _usage(f"--on-cluster: {targets.stack_file} names no llmops image (retrieval.freshness, driftMonitor or "
-                 "releaseController); set pii.cluster_scan.image in the targets file")
+    try:
+        return cluster_settings(targets)
+    except InputError as error:
+        raise _usage(f"--on-cluster: {error}") from None
 
 
 def _approved(estimate: Any, limit: float, yes: bool) -> bool:

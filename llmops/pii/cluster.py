@@ -86,14 +86,15 @@ def readable(settings: ClusterSettings, source: str) -> bool:
     return not settings.readable or any(source.startswith(prefix) for prefix in settings.readable)
 
 
-def job_for(settings: ClusterSettings, *, scan_id: str, source: str, shards: int, versions: bool = False) -> dict[str, Any]:
+def job_for(settings: ClusterSettings, *, scan_id: str, source: str, shards: int, versions: bool = False,
+            extra_args: tuple[str, ...] = ()) -> dict[str, Any]:
     if shards > settings.max_pods:
         raise ValueError(f"{shards} shards: at most {settings.max_pods} (pii.cluster_scan.max_pods)")
     return scan_job(ScanJobSpec(
         scan_id=scan_id, source=source, results=results_uri(settings, scan_id), shards=shards, image=settings.image,
         region=settings.region, tags=settings.tags, versions=versions,
         backoff_limit_per_index=settings.backoff_limit_per_index, namespace=settings.namespace,
-        service_account=settings.service_account))
+        service_account=settings.service_account, extra_args=extra_args))
 
 
 def indexes(text: str | None) -> set[int]:

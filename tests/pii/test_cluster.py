@@ -186,13 +186,13 @@ def test_a_scan_above_the_approval_limit_is_not_started_without_approval(aws_env
 
 
 def test_the_image_defaults_to_the_stacks_llmops_image():
-    from llmops.cli.pii import _stack_llmops_image
+    from runbooks.adapters.pii_cluster import stack_llmops_image
     from runbooks.targets import Targets
 
     targets = Targets.model_validate({"environment": "prod", "stack_file": "stacks/Pulumi.prod.yaml",
                                       "aws": {"region": "us-east-1"}, "audit": {"uri": "/tmp/a"},
                                       "evidence": {"uri": "/tmp/e"}})
-    assert "/llmops/llmops:" in _stack_llmops_image(targets)
+    assert "/llmops/llmops:" in stack_llmops_image(targets)
 
 
 def test_a_scan_spec_rejects_no_shards():
