@@ -88,3 +88,34 @@ def test_readable_prefixes_must_be_s3_prefixes():
     with pytest.raises(ValueError, match="readable"):
         PiiScanner.__init__(object.__new__(PiiScanner), "x", PiiScannerArgs(  # type: ignore[arg-type]
             region="us-east-1", oidc_provider=None, readable=["logs/"], key_arn="k", tags=TAGS))  # type: ignore[arg-type]
+
+
+def test_the_scanner_and_its_job_pass_the_policy_pack_and_a_weakened_job_does_not(planned, project):
+    """What the stack provisions and the Job the CLI submits, checked by the pack as prod's stack would be."""
+    import copy
+
+    from llmops.offline.plan import Plan, PlannedResource
+    from llmops.offline.project import load_stack
+    from llmops.pii import cluster
+    from llmops.policy.runner import check_plan
+    from llmops.policy.settings import pack_config_for_stack
+
+    settings = pack_config_for_stack(load_stack(project, "prod"))
+    job = cluster.job_for(cluster.ClusterSettings(
+        image="123456789012.dkr.ecr.us-east-1.amazonaws.com/llmops/llmops:0.1.0@sha256:" + "0" * 64,
+        results="s3://scans/pii-scan/results/", region="us-east-1", tags=TAGS), scan_id="inc-1",
+        source="s3://request-logs-use1/inference/", shards=16)
+
+    def plan_with(job_inputs):
+        resource = PlannedResource(urn="urn:pulumi:prod::llmops::kubernetes:batch/v1:Job::pii-scan-inc-1",
+                                   type="kubernetes:batch/v1:Job", name="pii-scan-inc-1", parent="", provider="",
+                                   inputs=job_inputs)
+        return Plan(stack="prod", project="llmops", resources=[*planned, resource], outputs={})
+
+    # Resource policies only: stack policies (regions, failover) judge a whole stack, not this part of it.
+    assert [v for v in check_plan(plan_with(job), settings) if v.urn] == []
+    weak = copy.deepcopy(job)
+    weak["spec"]["template"]["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
+    weak["spec"]["template"]["spec"]["containers"][0]["image"] = "example.com/llmops:latest"
+    found = {v.policy for v in check_plan(plan_with(weak), settings)}
+    assert {"k8s-no-privilege", "k8s-image-digest"} <= found
