@@ -19,7 +19,7 @@ from components.config.base import (
 )
 from components.config.drift import Drift, DriftFeature, DriftMonitor, EmbeddingDrift
 from components.config.loading import load, load_file, parse, stack_file_config
-from components.config.rollout import Rollout, RolloutMetric
+from components.config.rollout import Rollout, RolloutMetric, ShadowGates
 from components.config.sections import (
     Alerting,
     Availability,
@@ -65,7 +65,7 @@ from components.config.sizing import (
 from components.config.stack import StackConfig
 
 __all__ = [
-    "Drift", "DriftFeature", "DriftMonitor", "EmbeddingDrift", "Rollout", "RolloutMetric", "KUBERNETES_VERSIONS",
+    "Drift", "DriftFeature", "DriftMonitor", "EmbeddingDrift", "Rollout", "RolloutMetric", "ShadowGates", "KUBERNETES_VERSIONS",
     "NAMESPACE", "NODE_IMAGES_GIB", "REQUIRED_TAGS", "STACK_CONFIG_DIR", "TTFT_BUCKETS", "Alerting", "Availability",
     "Canary", "Cluster", "ConfigError", "Database", "DevicePlugin", "Failover", "FailoverHealthCheck", "FeatureStore",
     "Freshness", "GpuPool", "IndexConfig", "Model", "Network", "PolicyEnforcement", "Redis", "Regions", "Registry",

@@ -93,6 +93,11 @@ class ShadowGates(Section):
     min_judge_win_upper: float = Field(default=0.5, ge=0, le=1)
     min_judge_kappa: float = Field(default=0.6, ge=-1, le=1)  # a judge's agreement with people before it gates
     require_judge: bool = False  # true: without a calibrated judge the quality gate fails
+    # The release controller holds a canary whose release the latest comparison (pushed within verdictMaxAgeSeconds)
+    # refused; with requireComparison it also holds one whose release has no such comparison at all.
+    gate_canary: bool = True
+    require_comparison: bool = False
+    verdict_max_age_seconds: int = Field(default=7 * 86400, ge=60, le=90 * 86400)
 
 
 class Rollout(Section):

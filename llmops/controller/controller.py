@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from components import config as stack_config
-from components.manifests.route import canary_weight
+from components.manifests.route import canary_backend, canary_weight
+from components.manifests.vllm import RELEASE_ANNOTATION
 from components.release import PAUSED_TAG
-from llmops.controller.signals import Signals, Track, read_window
+from llmops.controller.signals import Signals, Track, read_shadow_verdict, read_window
 from llmops.release.analysis import Analysis, Decision
 from llmops.release.observation import Observation, Traffic
 from runbooks.engine import LockHeld, RunbookError, WorldChanged
@@ -171,6 +172,10 @@ class Controller:
                              decision.automatic, "rolled-back")
         if decision.action == "promote":
             assert decision.target_weight is not None
+            held = self._shadow_gate(model)
+            if held is not None:  # the shadow comparison of this release refused it (or, if required, none exists)
+                return self._record(model.name, {**summary, "action": "hold", "reason": held,
+                                                 "target_weight": None}, "none", detail=held)
             outcome = self._run(model.name, summary, "promote", {"service": model.name,
                                                                  "weight": str(decision.target_weight),
                                                                  "expect_weight": str(weight)},
@@ -234,6 +239,31 @@ class Controller:
         acted = {"rollback-canary": "rolled-back", "promote": "promoted"}[runbook] if result.status == "succeeded" \
             else "failed"
         return self._record(model, summary, acted, run_id=run, detail=result.error or "")
+
+    # --- the shadow comparison's gate -------------------------------------------------------------------------
+
+    def _shadow_gate(self, model: stack_config.Model) -> str | None:
+        """Why the canary may not be promoted on the shadow comparison's account, or None. The canary's release id is
+        read from its Deployment (the id its request-log records and the comparison's `shadow_release` carry)."""
+        assert model.rollout is not None
+        gates = model.rollout.shadow or stack_config.ShadowGates()  # unset: the defaults
+        if not gates.gate_canary:
+            return None
+        deployment = self.cluster.deployment(self._namespace(), canary_backend(model.name)) or {}
+        release = ((deployment.get("metadata") or {}).get("annotations") or {}).get(RELEASE_ANNOTATION)
+        if not release:
+            return None  # not a Deployment this stack rendered: nothing to match a comparison with
+        verdict = read_shadow_verdict(self.prometheus, model.name, release)
+        if verdict is not None and time.time() - verdict.at > gates.verdict_max_age_seconds:
+            verdict = None  # too old to speak for this release now
+        if verdict is None:
+            return (f"no shadow comparison of release {release} within {gates.verdict_max_age_seconds} s "
+                    "(rollout.shadow.requireComparison): run llmops release compare") if gates.require_comparison \
+                else None
+        if verdict.promotable:
+            return None
+        return (f"the shadow comparison of release {release} refused promotion (failed gates: "
+                f"{', '.join(verdict.failed_gates) or 'unknown'}); llmops release compare --model {model.name} says why")
 
     # --- pause for review ------------------------------------------------------------------------------------
 

@@ -69,3 +69,25 @@ def read_window(prometheus: Signals, model: str, namespace: str, window_seconds:
     """(canary, stable) over the last `window_seconds`."""
     return (read_track(prometheus, model, namespace, canary_backend(model), window_seconds),
             read_track(prometheus, model, namespace, stable_backend(model), window_seconds))
+
+
+@dataclass(frozen=True)
+class ShadowVerdict:
+    """The latest `llmops release compare` of a shadow release, as its pushed metrics tell: promotable or not, the
+    gates it failed, and when it was pushed."""
+    promotable: bool
+    failed_gates: tuple[str, ...]
+    at: float
+
+
+def read_shadow_verdict(prometheus: Signals, model: str, shadow_release: str) -> ShadowVerdict | None:
+    """The pushed verdict of `shadow_release` of `model` (any primary it was compared with: refused if any refused);
+    None when no comparison of that release was pushed."""
+    where = f'model="{model}",shadow_release="{shadow_release}"'
+    verdicts = prometheus.vector(f"llmops_shadow_verdict{{{where}}}")
+    if not verdicts:
+        return None
+    failed = sorted({r["metric"].get("gate", "?") for r in prometheus.vector(f"llmops_shadow_gate_passed{{{where}}} == 0")})
+    stamps = prometheus.vector(f'llmops_shadow_compare_timestamp_seconds{{model="{model}"}}')
+    return ShadowVerdict(promotable=all(float(r["value"][1]) == 1 for r in verdicts), failed_gates=tuple(failed),
+                         at=max((float(r["value"][1]) for r in stamps), default=0.0))
