@@ -108,7 +108,8 @@ class Region(pulumi.ComponentResource):
         AlertRules(f"{name}-alerts", AlertRulesArgs(alerting=cfg.alerting, models=cfg.models, environment=cfg.environment,
                                                      region=region, tags=tags,
                                                      release_stalled_after_seconds=stalled_after_seconds(cfg) if controlled
-                                                     else None, drift=drift_rules(cfg)), opts=on_cluster)
+                                                     else None, drift=drift_rules(cfg),
+                                                     dashboards=cfg.dashboards), opts=on_cluster)
         drift = None
         if drift_wanted(cfg):
             drift = DriftMonitor(name, DriftMonitorArgs(

@@ -15,6 +15,7 @@ from components.config.checks import (
     check_tags,
     check_vpc_cidrs,
 )
+from components.config.dashboards import Dashboards
 from components.config.drift import DriftMonitor
 from components.config.rollout import ReleaseController
 from components.config.sections import (
@@ -57,6 +58,7 @@ class StackConfig(Section):
     release_controller: ReleaseController | None = None  # required when a model has a rollout policy
     drift_monitor: DriftMonitor | None = None  # required when a model has drift monitoring
     request_logs: RequestLogs = RequestLogs()  # the request logs' bucket in every region
+    dashboards: Dashboards = Dashboards()  # llmops:dashboards: the Grafana sidecar's label, folder and namespace
 
     @model_validator(mode="after")
     def _consistent(self) -> StackConfig:

@@ -79,3 +79,30 @@ def test_the_offline_plan_reports_a_dashboard_reading_an_unknown_metric(plans):
     assert [str(v) for v in dashboard_violations(obj)] == [
         "ConfigMap/monitoring/llmops-dashboard-operations: dashboard 'Operations (us-east-1)', panel 'Index age': "
         "uses metrics not in the metric catalog: llmops_index_age"]
+
+
+def test_the_stack_files_dashboards_section_sets_label_folder_and_namespace(tmp_path):
+    """llmops:dashboards in a stack file reaches the rendered ConfigMaps (and `enabled: false` renders none)."""
+    import yaml
+
+    from components.paths import PROJECT_ROOT, STACKS_DIR
+    from llmops.offline.engine import run_program
+    from llmops.offline.project import load_project, load_stack_file
+
+    project = load_project(PROJECT_ROOT)
+    document = yaml.safe_load((STACKS_DIR / "Pulumi.dev.yaml").read_text())
+    document["config"]["llmops:dashboards"] = {"sidecarLabel": "grafana.example.org/dashboard",
+                                               "sidecarLabelValue": "on-call", "folder": "On call", "namespace": "grafana"}
+    path = tmp_path / "Pulumi.dev.yaml"
+    path.write_text(yaml.safe_dump(document))
+    maps = [r.inputs for r in run_program(project, load_stack_file(project, "dev", path)).kubernetes_objects()
+            if dashboards_in(r.inputs)]
+    assert maps
+    for obj in maps:
+        assert obj["metadata"]["labels"]["grafana.example.org/dashboard"] == "on-call"
+        assert obj["metadata"]["annotations"]["grafana_folder"] == "On call"
+        assert obj["metadata"]["namespace"] == "grafana" and validate_object(obj, "1.33") == []
+    document["config"]["llmops:dashboards"] = {"enabled": False}
+    path.write_text(yaml.safe_dump(document))
+    assert not [r for r in run_program(project, load_stack_file(project, "dev", path)).kubernetes_objects()
+                if dashboards_in(r.inputs)]
