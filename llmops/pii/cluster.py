@@ -20,7 +20,7 @@ from typing import Any
 from components.manifests.pii_scan import NAMESPACE, SERVICE_ACCOUNT, ScanJobSpec, job_name, scan_job
 
 # Measured with scripts/bench_pii_shards.py on one core (see the README); used when the targets give no rate.
-DEFAULT_MB_PER_SECOND_PER_POD = 13.0
+DEFAULT_MB_PER_SECOND_PER_POD = 10.0
 
 
 @dataclass(frozen=True)
