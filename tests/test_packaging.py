@@ -4,6 +4,7 @@ is in the wheel. Before, the wheel held only the CRD schemas, so the release con
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -15,9 +16,17 @@ NOT_RUNTIME = {"components/images/", "policies/"}  # Dockerfiles; the policy pac
 
 
 def test_the_wheel_holds_every_data_file_the_code_reads(tmp_path):
+    # Built from a copy of the tracked files: setuptools reuses a `build/lib` left in the tree, which would hide a
+    # file the package data no longer names.
+    source = tmp_path / "source"
+    for name in subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split():
+        if (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--disable-pip-version-check",
-                            "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=600)
-    assert built.returncode == 0, f"building the wheel failed (pip needs the package index for setuptools):\n{built.stderr[-3000:]}"
+                            "-w", str(tmp_path), str(source)], capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, ("building the wheel failed (pip needs the package index for setuptools):\n"
+                                   + built.stderr[-3000:])
     wheel, = tmp_path.glob("llmops-*.whl")
     inside = set(zipfile.ZipFile(wheel).namelist())
     tracked = subprocess.run(["git", "ls-files", *PACKAGES], cwd=ROOT, capture_output=True, text=True,
