@@ -184,6 +184,8 @@ class Targets(_Model):
     failover: FailoverTargets | None = None
     retrieval: RetrievalTargets | None = None
     drift: DriftTargets | None = None
+    # The serving request logs (every track's records, as Fluent Bit ships them): s3://bucket/requests/ or a directory.
+    request_logs: str | None = None
     lock: Lock = Lock()
     audit: Records
     evidence: Records
@@ -279,6 +281,9 @@ def targets_from_outputs(environment: str, outputs: dict[str, Any], *, stack_fil
     # versioned with the repository, one file per index.
     document["retrieval"] = {"qdrant_url": "http://qdrant.retrieval.svc:6333", "qdrant_api_key_env": "QDRANT_API_KEY",
                              "golden_dir": "stacks/retrieval/golden", "config_dir": "stacks/retrieval/configs"}
+    logs = region.get("requestLogs") or {}
+    if logs.get("uri"):
+        document["request_logs"] = logs["uri"]  # the primary region's; a comparison in another region overrides it
     if operations.get("piiQuarantineBucket"):
         # Add data_protection_topic_arn: the data-protection contact's topic is the organisation's, not the stack's.
         document["pii"] = {"quarantine_bucket": operations["piiQuarantineBucket"], "kms_key_id": operations["keyArn"]}

@@ -210,10 +210,10 @@ def _read_joined(args: argparse.Namespace, targets: Any, start: float, end: floa
     from llmops.release.shadow.refusal import SpecError, load_refusal
     from runbooks.adapters.aws import client
 
-    location = args.from_ or (targets.drift.logs if targets.drift is not None else None)
+    location = args.from_ or targets.request_logs or (targets.drift.logs if targets.drift is not None else None)
     if not location:
         raise UsageError(f"--from: no request-log location given, and stacks/targets/{args.env}.yaml has no "
-                         "drift.logs to default to")
+                         "request_logs (or drift.logs) to default to")
     try:
         refusal = load_refusal(args.refusal_spec)
     except SpecError as error:

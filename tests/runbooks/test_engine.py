@@ -159,6 +159,9 @@ def test_targets_come_from_the_stack_outputs(plans, tmp_path, capsys):
     assert west.kubernetes.context == "llmops-prod-usw2"
     assert west.artifact_bucket == plans["prod"].outputs["regions"]["us-west-2"]["registry"]["artifactBucket"]
     assert targets.kubernetes.context == "llmops-prod-use1" and targets.aws.region == "us-east-1"
+    logs = plans["prod"].outputs["regions"]["us-east-1"]["requestLogs"]
+    assert targets.request_logs == logs["uri"] and targets.request_logs.startswith("s3://")
+    assert targets.request_logs.endswith("/requests/")  # what llmops release compare reads by default
     capsys.readouterr()
     outputs.write_text("{}")
     assert main(["runbook", "targets", "--stack", "prod", "--outputs", str(outputs)]) == 2
