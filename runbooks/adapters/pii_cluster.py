@@ -69,10 +69,14 @@ def cluster_settings(targets: Any) -> cluster.ClusterSettings:
         raise InputError(f"stacks/targets/{targets.environment}.yaml has no pii.cluster_scan section (results, and "
                          "the prefixes the scanner's role may read): the cluster scan cannot run")
     scan = pii.cluster_scan
+    from components.config.loading import load_file
+
+    stack = load_file(targets.stack_path())  # the Job carries the stack's owner, cost-center and environment labels
+    tags = {key: stack.tags.get(key, default) for key, default in
+            (("owner", "llmops"), ("cost-center", "llmops"), ("environment", targets.environment))}
     return cluster.ClusterSettings(
         image=scan.image or stack_llmops_image(targets), results=scan.results, region=targets.aws.region,
-        readable=tuple(scan.readable),
-        tags={"owner": "llmops", "cost-center": "llmops", "environment": targets.environment},
+        readable=tuple(scan.readable), tags=tags,
         namespace=scan.namespace, service_account=scan.service_account, max_pods=scan.max_pods,
         backoff_limit_per_index=scan.backoff_limit_per_index, mb_per_second_per_pod=scan.mb_per_second_per_pod,
         pod_price_per_hour=scan.pod_price_per_hour, approval_over_usd=scan.approval_over_usd)
