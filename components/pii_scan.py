@@ -28,8 +28,9 @@ RESULTS_PREFIX = "pii-scan/results/"
 class PiiScannerArgs:
     region: str
     oidc_provider: aws.iam.OpenIdConnectProvider
-    readable: Sequence[str]  # s3://bucket/prefix/ the scans may read (the request logs, the log archive)
-    key_arn: pulumi.Input[str]  # the region's key: the results bucket's, and the logs' (read through S3 only)
+    readable: Sequence[pulumi.Input[str]]  # s3://bucket/prefix/ the scans may read (the request logs, an archive)
+    key_arn: pulumi.Input[str]  # the results bucket's key
+    source_key_arns: Sequence[pulumi.Input[str]] = ()  # the keys the readable buckets are encrypted with
     tags: Mapping[str, str]
     results_days: int = 30
     force_destroy: bool = False
@@ -37,7 +38,7 @@ class PiiScannerArgs:
 
 class PiiScanner(pulumi.ComponentResource):
     def __init__(self, name: str, args: PiiScannerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        if not args.readable or not all(uri.startswith("s3://") and uri.endswith("/") for uri in args.readable):
+        if not args.readable or not all(_prefix_uri(uri) for uri in args.readable if isinstance(uri, str)):
             raise ValueError("readable: expected s3://bucket/prefix/ URIs (ending in /), at least one")
         super().__init__("llmops:pii:PiiScanner", name, None, opts)
         results = SecureBucket(f"{name}-pii-results", SecureBucketArgs(
@@ -46,9 +47,11 @@ class PiiScanner(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self))
         role = service_account_role(f"{name}-pii-scanner", oidc_provider=args.oidc_provider, namespace=NAMESPACE,
                                     service_account=SERVICE_ACCOUNT, parent=self)
-        role_policy(f"{name}-pii-scanner", role, pulumi.Output.all(results.name, args.key_arn).apply(
-            lambda a: iam_statements(sources=list(args.readable), results=f"s3://{a[0]}/{RESULTS_PREFIX}",
-                                     region=args.region, key_arns=[a[1]])), parent=self)
+        readable = pulumi.Output.all(*args.readable)
+        keys = pulumi.Output.all(args.key_arn, *args.source_key_arns)
+        role_policy(f"{name}-pii-scanner", role, pulumi.Output.all(results.name, keys, readable).apply(
+            lambda a: iam_statements(sources=list(a[2]), results=f"s3://{a[0]}/{RESULTS_PREFIX}",
+                                     region=args.region, key_arns=sorted(set(a[1])))), parent=self)
         kubernetes_objects(f"{name}-pii-scan", [namespace(NAMESPACE, args.tags),
                                                 scanner_service_account(args.tags, late("role_arn"))],
                            self, late_values={"role_arn": role.arn})
@@ -57,6 +60,10 @@ class PiiScanner(pulumi.ComponentResource):
             "namespace": NAMESPACE,
             "serviceAccount": SERVICE_ACCOUNT,
             "results": results.name.apply(lambda bucket: f"s3://{bucket}/{RESULTS_PREFIX}"),
-            "readable": list(args.readable),
+            "readable": readable,
         }
         self.register_outputs(self.outputs)
+
+
+def _prefix_uri(uri: str) -> bool:
+    return uri.startswith("s3://") and uri.endswith("/") and len(uri) > len("s3://x/")
