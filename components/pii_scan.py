@@ -30,8 +30,8 @@ class PiiScannerArgs:
     oidc_provider: aws.iam.OpenIdConnectProvider
     readable: Sequence[pulumi.Input[str]]  # s3://bucket/prefix/ the scans may read (the request logs, an archive)
     key_arn: pulumi.Input[str]  # the results bucket's key
-    source_key_arns: Sequence[pulumi.Input[str]] = ()  # the keys the readable buckets are encrypted with
     tags: Mapping[str, str]
+    source_key_arns: Sequence[pulumi.Input[str]] = ()  # the keys the readable buckets are encrypted with
     results_days: int = 30
     force_destroy: bool = False
 
