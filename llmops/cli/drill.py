@@ -317,7 +317,7 @@ def _drill_drift(args: argparse.Namespace) -> int:
 # KEPT (what --keep keeps), add_arguments(parser), make_drill(args) -> a world with start(), stop() and workdir, and
 # rehearse(drill, args, say) -> exit code. The CLI adds --keep and --report-dir and runs it through _rehearse.
 MODULAR_DRILLS = {"failover": "llmops.drill.failover_drill", "reindex": "llmops.drill.reindex_drill",
-                  "pii-incident": "llmops.drill.pii_drill"}
+                  "pii-incident": "llmops.drill.pii_drill", "shadow": "llmops.drill.shadow_drill"}
 
 
 def _drill_modular(args: argparse.Namespace) -> int:
@@ -334,7 +334,7 @@ def _drill_modular(args: argparse.Namespace) -> int:
 # What `llmops drill all` runs, in order; a drill whose module is missing is said to be so, not passed over silently.
 ALL_DRILLS: tuple[tuple[str, list[str]], ...] = (
     ("rollback", []), ("canary", ["--scenario", "regression"]), ("drift", []), ("failover", []), ("reindex", []),
-    ("pii-incident", []))
+    ("pii-incident", []), ("shadow", []))
 NOT_YET: tuple[str, ...] = ()
 
 
