@@ -54,7 +54,7 @@ def _rollout(stack, **rollout):
 BAD_CONFIGS = {
     "unknown top-level key": (
         lambda s: s["config"].__setitem__("llmops:gpuPool", []),
-        'stacks/Pulumi.dev.yaml: llmops:gpuPool = []: unknown key; allowed keys: alerting, cluster, devicePlugin, driftMonitor, '
+        'stacks/Pulumi.dev.yaml: llmops:gpuPool = []: unknown key; allowed keys: alerting, cluster, dashboards, devicePlugin, driftMonitor, '
         "environment, failover, featureStore, gpuPools, models, network, policy, regions, registry, releaseController, "
         "requestLogs, retrieval, serving, tags, tools"),
     "rollout: steps that do not increase": (
