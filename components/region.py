@@ -24,6 +24,7 @@ from components.inference_gateway import InferenceGateway, InferenceGatewayArgs
 from components.model_registry import ModelRegistry, ModelRegistryArgs
 from components.network import Network, NetworkArgs
 from components.operations import Operations, OperationsArgs
+from components.pii_scan import PiiScanner, PiiScannerArgs
 from components.placement import DataPlacement
 from components.release_controller import ReleaseController, ReleaseControllerArgs, stalled_after_seconds, wanted
 from components.request_logs import RequestLogs, RequestLogsArgs
@@ -103,6 +104,12 @@ class Region(pulumi.ComponentResource):
         # Every region keeps its request logs (all models and tracks): the PII scanner and release comparisons read them.
         request_logs = RequestLogs(name, RequestLogsArgs(config=cfg, region=region, oidc_provider=cluster.oidc_provider,
                                                          tags=tags), opts=on_both)
+        # Scans of the request logs too big for one machine run here as Indexed Jobs (llmops pii scan --on-cluster):
+        # a namespace, a role that reads only the logs and writes only the results, and the results' bucket.
+        pii_scan = PiiScanner(name, PiiScannerArgs(region=region, oidc_provider=cluster.oidc_provider,
+                                                   readable=[request_logs.outputs["uri"]], key_arn=request_logs.key.arn,
+                                                   source_key_arns=[request_logs.key.arn], tags=tags,
+                                                   force_destroy=cfg.environment == "dev"), opts=on_both)
 
         controlled = wanted(cfg)
         AlertRules(f"{name}-alerts", AlertRulesArgs(alerting=cfg.alerting, models=cfg.models, environment=cfg.environment,
@@ -147,6 +154,7 @@ class Region(pulumi.ComponentResource):
             "releases": {model: service.release_id for model, service in self.models.items()},
             "shadows": {model: service.shadow for model, service in self.models.items() if service.shadow},
             "requestLogs": request_logs.outputs,
+            "piiScan": pii_scan.outputs,
             "releaseController": controller.outputs if controller else None,
             "driftMonitor": drift.outputs if drift else None,
         }

@@ -54,9 +54,9 @@ def _rollout(stack, **rollout):
 BAD_CONFIGS = {
     "unknown top-level key": (
         lambda s: s["config"].__setitem__("llmops:gpuPool", []),
-        'stacks/Pulumi.dev.yaml: llmops:gpuPool = []: unknown key; allowed keys: alerting, cluster, dashboards, devicePlugin, driftMonitor, '
-        "environment, failover, featureStore, gpuPools, models, network, policy, regions, registry, releaseController, "
-        "requestLogs, retrieval, serving, tags, tools"),
+        'stacks/Pulumi.dev.yaml: llmops:gpuPool = []: unknown key; allowed keys: alerting, cluster, dashboards, '
+        "devicePlugin, driftMonitor, environment, failover, featureStore, gpuPools, models, network, policy, regions, "
+        "registry, releaseController, requestLogs, retrieval, serving, tags, tools"),
     "rollout: steps that do not increase": (
         lambda s: _rollout(s, steps=[5, 25, 10, 100]),
         "stacks/Pulumi.dev.yaml: llmops:models[0].rollout.steps[2] = 10: expected more than the step before (25): "

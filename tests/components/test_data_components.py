@@ -54,9 +54,9 @@ def test_write_only_secrets_are_versioned_and_masked(plans, stack):
 def test_every_bucket_is_private_encrypted_versioned_and_tls_only(plans, stack):
     plan = plans[stack]
     buckets = plan.by_type("aws:s3/bucket:Bucket")
-    # artifacts, features, index snapshots, request logs per region; runbook evidence and the PII quarantine in the
-    # primary
-    assert len(buckets) == 4 * len(plan.by_type("llmops:infra:Region")) + 2
+    # artifacts, features, index snapshots, request logs, PII scan results per region; runbook evidence and the PII
+    # quarantine in the primary
+    assert len(buckets) == 5 * len(plan.by_type("llmops:infra:Region")) + 2
     for bucket in buckets:
         name = bucket.name
         block = plan.get("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", name).inputs

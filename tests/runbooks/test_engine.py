@@ -162,6 +162,9 @@ def test_targets_come_from_the_stack_outputs(plans, tmp_path, capsys):
     logs = plans["prod"].outputs["regions"]["us-east-1"]["requestLogs"]
     assert targets.request_logs == logs["uri"] and targets.request_logs.startswith("s3://")
     assert targets.request_logs.endswith("/requests/")  # what llmops release compare reads by default
+    scan = plans["prod"].outputs["regions"]["us-east-1"]["piiScan"]
+    assert targets.pii.cluster_scan.results == scan["results"] and targets.pii.cluster_scan.readable == [logs["uri"]]
+    assert targets.pii.cluster_scan.namespace == "pii-scan" and targets.pii.cluster_scan.service_account == "pii-scanner"
     capsys.readouterr()
     outputs.write_text("{}")
     assert main(["runbook", "targets", "--stack", "prod", "--outputs", str(outputs)]) == 2
