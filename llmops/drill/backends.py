@@ -68,6 +68,17 @@ class QuietHTTPServer(ThreadingHTTPServer):
         return
 
 
+def stop_all(started: list[Any]) -> None:
+    """Stop every server in `started`, last first, emptying the list (also after a start that failed half way): one
+    that will not stop does not keep the rest running. Idempotent."""
+    while started:
+        thing = started.pop()
+        try:
+            thing.stop()
+        except Exception:  # noqa: BLE001 - stop the rest regardless
+            pass
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

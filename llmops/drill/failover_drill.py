@@ -60,21 +60,27 @@ def make_drill(args: argparse.Namespace) -> FailoverDrill:
 
 def prod_deployments(regions: dict[str, str], models: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
     """region -> model -> the Deployment exactly as the prod stack renders it there (the offline plan, ~5 s)."""
-    import copy
 
     from components.paths import PROJECT_ROOT
     from llmops.offline.engine import run_program
     from llmops.offline.project import load_project, load_stack
 
     project = load_project(PROJECT_ROOT)
-    plan = run_program(project, load_stack(project, STACK))
+    return deployments_by_region(run_program(project, load_stack(project, STACK)), regions, models)
+
+
+def deployments_by_region(plan: Any, regions: dict[str, str], models: list[str],
+                          stack: str = STACK) -> dict[str, dict[str, dict[str, Any]]]:
+    """region -> model -> the Deployment the plan renders there (regions: name -> code, as in resource names)."""
+    import copy
+
     found: dict[str, dict[str, dict[str, Any]]] = {region: {} for region in regions}
     for resource in plan.kubernetes_objects():
         inputs = resource.inputs
         if inputs["kind"] != "Deployment" or inputs["metadata"]["name"] not in models:
             continue
         for region, code in regions.items():
-            if f"{STACK}-{code}-{inputs['metadata']['name']}" in resource.urn:
+            if f"{stack}-{code}-{inputs['metadata']['name']}" in resource.urn:
                 found[region][inputs["metadata"]["name"]] = copy.deepcopy(inputs)
     return found
 
@@ -287,12 +293,9 @@ class FailoverDrill:
 
     def stop(self) -> None:
         """Stop everything started so far, last first (also after a start that failed half way); idempotent."""
-        while self._started:
-            thing = self._started.pop()
-            try:
-                thing.stop()
-            except Exception:  # noqa: BLE001 - stop the rest regardless
-                pass
+        from llmops.drill.backends import stop_all
+
+        stop_all(self._started)
 
     def _aws(self, service: str, region: str = PRIMARY) -> Any:
         import boto3

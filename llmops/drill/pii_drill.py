@@ -20,7 +20,6 @@ Only the standard library at the top: the CLI imports this module when it builds
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import subprocess
@@ -30,7 +29,10 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from llmops.drill.report import Tee
 
 HELP = ("personal data written to logs: the real scanner and Prometheus raise PiiDetectedInLogs, the pii-incident "
         "runbook contains it (both approvals by the drill); no value may leak into any output")
@@ -342,25 +344,10 @@ class PiiDrill:
         return sum(1 for value in self.values if value in text)
 
 
-class _Tee:
-    """The drill's own stdout (or stderr), kept as well as written: it is checked for personal data too."""
-
-    def __init__(self, stream: Any) -> None:
-        self.stream, self.seen = stream, io.StringIO()
-
-    def write(self, text: str) -> int:
-        self.seen.write(text)
-        return int(self.stream.write(text))
-
-    def flush(self) -> None:
-        self.stream.flush()
-
-    def __getattr__(self, name: str) -> Any:  # isatty, encoding, fileno, ...: the stream's own
-        return getattr(self.stream, name)
-
-
 def rehearse(drill: PiiDrill, args: argparse.Namespace, say: Callable[[str], None]) -> int:
-    out, err = _Tee(sys.stdout), _Tee(sys.stderr)
+    from llmops.drill.report import Tee
+
+    out, err = Tee(sys.stdout), Tee(sys.stderr)
     sys.stdout, sys.stderr = out, err
     try:
         return _rehearse(drill, args, say, out, err)
@@ -368,7 +355,7 @@ def rehearse(drill: PiiDrill, args: argparse.Namespace, say: Callable[[str], Non
         sys.stdout, sys.stderr = out.stream, err.stream
 
 
-def _rehearse(drill: PiiDrill, args: argparse.Namespace, say: Callable[[str], None], out: _Tee, err: _Tee) -> int:
+def _rehearse(drill: PiiDrill, args: argparse.Namespace, say: Callable[[str], None], out: Tee, err: Tee) -> int:
     from llmops.drill.backends import wait_until
     from llmops.drill.report import DrillReport, finish, journal_check, render_html, run_approved
     from runbooks.engine import RunbookError

@@ -270,3 +270,24 @@ def finish(report: DrillReport, say: Any, directory: Path | None) -> int:
     say(f"drill: {report.drill} {'PASSED' if report.passed else 'FAILED'}; report {html_path.resolve().as_uri()} "
         f"(JSON: {json_path})")
     return 0 if report.passed else 1
+
+
+class Tee:
+    """A drill's own stdout (or stderr), kept as well as written: a drill that handles personal data or prompts checks
+    what it printed too."""
+
+    def __init__(self, stream: Any) -> None:
+        import io
+
+        self.stream, self.seen = stream, io.StringIO()
+
+    def write(self, text: str) -> int:
+        self.seen.write(text)
+        return int(self.stream.write(text))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:  # isatty, encoding, fileno, ...: the stream's own
+        return getattr(self.stream, name)
+

@@ -32,6 +32,7 @@ from llmops.drill.backends import (
     PushgatewayServer,
     RolloutController,
     SimulatedVllm,
+    stop_all,
     wait_until,
 )
 
@@ -106,12 +107,7 @@ class RollbackDrill:
 
     def stop(self) -> None:
         """Stop everything started so far, last first (also after a start that failed half way); idempotent."""
-        while self._started:
-            thing = self._started.pop()
-            try:
-                thing.stop()
-            except Exception:  # noqa: BLE001 - stop the rest regardless
-                pass
+        stop_all(self._started)
 
     def describe(self) -> str:
         """What runs where, for the operator (and for a test that checks it is all gone afterwards)."""

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import copy
 import gzip
-import io
 import json
 import math
 import os
@@ -43,7 +42,10 @@ import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from llmops.drill.report import Tee
 
 HELP = ("a worse candidate shadowed on mirrored traffic: `llmops release compare` refuses promotion with the figures "
         "and the release controller holds that candidate's canary (--scenario good: promotable, promoted)")
@@ -319,25 +321,10 @@ class ShadowWorld:
 
 # --- the rehearsal --------------------------------------------------------------------------------------------------
 
-class _Tee:
-    """The drill's stdout, kept as well as written: it is checked for prompt and answer text."""
-
-    def __init__(self, stream: Any) -> None:
-        self.stream, self.seen = stream, io.StringIO()
-
-    def write(self, text: str) -> int:
-        self.seen.write(text)
-        return int(self.stream.write(text))
-
-    def flush(self) -> None:
-        self.stream.flush()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.stream, name)
-
-
 def rehearse(world: ShadowWorld, args: argparse.Namespace, say: Callable[[str], None]) -> int:
-    out = _Tee(sys.stdout)
+    from llmops.drill.report import Tee
+
+    out = Tee(sys.stdout)
     sys.stdout = out
     try:
         return _rehearse(world, args, say, out)
@@ -349,7 +336,7 @@ def _pct(value: float | None, signed: bool = False) -> str:
     return "n/a" if value is None else f"{value * 100:+.1f} %" if signed else f"{value * 100:.1f} %"
 
 
-def _rehearse(world: ShadowWorld, args: argparse.Namespace, say: Callable[[str], None], out: _Tee) -> int:
+def _rehearse(world: ShadowWorld, args: argparse.Namespace, say: Callable[[str], None], out: Tee) -> int:
     from components.manifests.route import canary_backend
     from llmops.controller.controller import Controller, Outcome
     from llmops.drill.backends import wait_until

@@ -15,6 +15,7 @@ import boto3
 import yaml
 
 from components.manifests.vllm import RELEASE_ANNOTATION
+from llmops.drill.failover_drill import deployments_by_region
 from tests.runbooks.world import RunbookWorld
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,15 +28,7 @@ DOMAIN = "inference.prod.example.com"
 
 def prod_deployments(plan: Any) -> dict[str, dict[str, dict[str, Any]]]:
     """region -> model -> the Deployment exactly as the prod stack renders it there."""
-    found: dict[str, dict[str, dict[str, Any]]] = {region: {} for region in REGIONS}
-    for resource in plan.kubernetes_objects():
-        inputs = resource.inputs
-        if inputs["kind"] != "Deployment" or inputs["metadata"]["name"] not in MODELS:
-            continue
-        for region, code in REGIONS.items():
-            if f"prod-{code}-{inputs['metadata']['name']}" in resource.urn:
-                found[region][inputs["metadata"]["name"]] = copy.deepcopy(inputs)
-    return found
+    return deployments_by_region(plan, REGIONS, list(MODELS), "prod")
 
 
 def bucket_names(suffix: str) -> dict[str, str]:
