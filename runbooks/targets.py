@@ -286,10 +286,11 @@ def targets_from_outputs(environment: str, outputs: dict[str, Any], *, stack_fil
         document["request_logs"] = logs["uri"]  # the primary region's; a comparison in another region overrides it
     if operations.get("piiQuarantineBucket"):
         # Add data_protection_topic_arn: the data-protection contact's topic is the organisation's, not the stack's.
-        document["pii"] = {"quarantine_bucket": operations["piiQuarantineBucket"], "kms_key_id": operations["keyArn"]}
+        pii: dict[str, Any] = {"quarantine_bucket": operations["piiQuarantineBucket"], "kms_key_id": operations["keyArn"]}
         scan = region.get("piiScan") or {}
         if scan.get("results"):  # the primary region's Indexed Job scans (llmops pii scan --on-cluster)
-            document["pii"]["cluster_scan"] = {"results": scan["results"], "readable": list(scan.get("readable") or []),
-                                               "namespace": scan["namespace"], "service_account": scan["serviceAccount"]}
+            pii["cluster_scan"] = {"results": scan["results"], "readable": list(scan.get("readable") or []),
+                                   "namespace": scan["namespace"], "service_account": scan["serviceAccount"]}
+        document["pii"] = pii
     Targets.model_validate(document)  # what we write must load
     return document
