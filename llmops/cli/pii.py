@@ -190,7 +190,7 @@ def _on_cluster(args: argparse.Namespace) -> int:
         batch = _kubernetes(targets).batch
         cluster.submit(batch, job)
         print(f"pii: submitted job {namespace}/{name}; results under {results}", file=sys.stderr)
-        with _JobProgress(args.shards) as progress:
+        with _JobProgress(args.shards, cluster.ScannedBytes(s3, results, args.shards, size)) as progress:
             state = cluster.wait(batch, name, namespace, args.shards,
                                  poll_seconds=args.poll_seconds or scan_config.poll_seconds,
                                  timeout_seconds=scan_config.timeout_seconds, on_change=progress.update)
@@ -213,11 +213,14 @@ def _on_cluster(args: argparse.Namespace) -> int:
 
 
 class _JobProgress:
-    """Shards done and failed, as a rich progress bar on a terminal; a line per change into a pipe or log."""
+    """Shards done and failed and bytes scanned (of the scope's), as a rich progress bar on a terminal; a line per
+    change into a pipe or log; a summary line when the Job has finished."""
 
-    def __init__(self, shards: int) -> None:
+    def __init__(self, shards: int, scanned: Any) -> None:
         self.shards = shards
+        self.scanned = scanned  # cluster.ScannedBytes: reads each completed shard's manifest once
         self.bar: Any = None
+        self.state: Any = None
 
     def __enter__(self) -> _JobProgress:
         if sys.stderr.isatty():
@@ -225,22 +228,35 @@ class _JobProgress:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self.bar = Progress(TextColumn("scanning on the cluster"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[failed]} failed"), TimeElapsedColumn(),
-                                console=Console(stderr=True), transient=True)
-            self.task = self.bar.add_task("shards", total=self.shards, failed=0)
+                                TextColumn("{task.fields[failed]} failed"), TextColumn("{task.fields[bytes]}"),
+                                TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+            self.task = self.bar.add_task("shards", total=self.shards, failed=0, bytes=self._bytes())
             self.bar.start()
         return self
 
+    def _bytes(self) -> str:
+        from rich.filesize import decimal
+
+        unknown = f" ({len(self.scanned.unknown)} unknown)" if self.scanned.unknown else ""
+        return f"{decimal(self.scanned.scanned)} / {decimal(self.scanned.total)}{unknown}"
+
+    def _line(self, state: Any) -> str:
+        return f"{len(state.done)} of {self.shards} shard(s) done, {len(state.failed)} failed; {self.scanned.describe()}"
+
     def update(self, state: Any) -> None:
+        self.state = state
+        for index, reason in self.scanned.update(state):  # rich shows prints above its bar
+            print(f"pii: bytes unknown for shard {index} ({reason}); the merge decides", file=sys.stderr)
         if self.bar is not None:
-            self.bar.update(self.task, completed=len(state.done), failed=len(state.failed))
+            self.bar.update(self.task, completed=len(state.done), failed=len(state.failed), bytes=self._bytes())
         else:
-            print(f"pii: {len(state.done)} of {self.shards} shard(s) done, {len(state.failed)} failed",
-                  file=sys.stderr)
+            print(f"pii: {self._line(state)}", file=sys.stderr)
 
     def __exit__(self, *exc: Any) -> None:
         if self.bar is not None:
             self.bar.stop()
+        if exc[0] is None and self.state is not None:
+            print(f"pii: job finished: {self._line(self.state)}", file=sys.stderr)
 
 
 def _kubernetes(targets: Any) -> Any:

@@ -3,11 +3,13 @@
 The Job is components/manifests/pii_scan.py's; the shards and their merge are llmops/pii/shards.py's. What this
 module adds is the plan (time and cost before anything starts: bytes / per-pod throughput / pods, the instance
 price from the targets), and the wait: the Job's status as the Job controller writes it -- `completedIndexes` and
-`failedIndexes` (e.g. "0-3,7"), and its Complete / Failed conditions -- read until the Job has finished.
+`failedIndexes` (e.g. "0-3,7"), and its Complete / Failed conditions -- read until the Job has finished --
+and the bytes scanned so far, from the manifest line of each shard result as its index completes.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import secrets
@@ -167,6 +169,89 @@ def wait(batch: Any, name: str, namespace: str, shards: int, *, poll_seconds: fl
         sleep(poll_seconds)
 
 
+# A manifest line is about 400 bytes plus its errors; findings before it can be megabytes.
+MANIFEST_TAIL_BYTES = 64 * 1024
+
+
+def read_manifest(s3: Any, bucket: str, key: str, tail: int = MANIFEST_TAIL_BYTES) -> dict[str, Any] | None:
+    """A shard result's manifest -- its last line -- from a ranged GET of the object's tail (`bytes=-N`: the
+    last N bytes, or the whole object when it is smaller), not the whole object: a shard's findings can be
+    megabytes, its manifest is usually under a kilobyte. When the tail holds no line break before the last line
+    (a manifest with many errors), the range widens, pinned to the same object by its ETag. None: the last
+    line is not a manifest. Raises what S3 and json raise."""
+    pinned: dict[str, str] = {}
+    while True:
+        response = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=-{tail}", **pinned)
+        data = response["Body"].read()
+        size = _object_size(response.get("ContentRange"), len(data))
+        text = data.rstrip(b"\n")
+        cut = text.rfind(b"\n")
+        if cut >= 0 or len(data) >= size:
+            record = json.loads(text[cut + 1:])
+            manifest = record.get("manifest") if isinstance(record, dict) else None
+            return manifest if isinstance(manifest, dict) else None
+        pinned = {"IfMatch": response["ETag"]}  # a rerun shard replaces the object whole: not a mix of two
+        tail *= 16
+
+
+def _object_size(content_range: str | None, received: int) -> int:
+    """From `bytes 100-199/200`; without one the response was the whole object."""
+    if not content_range or "/" not in content_range:
+        return received
+    total = content_range.rsplit("/", 1)[1]
+    return int(total) if total.isdigit() else received
+
+
+class ScannedBytes:
+    """The bytes a cluster scan has scanned so far, for its progress: as indexes complete, each newly completed
+    shard's manifest is read once (read_manifest) and its bytes added. A shard whose manifest cannot be read
+    counts as unknown -- reported once, never fatal: the merge at the end is the source of truth."""
+
+    def __init__(self, s3: Any, results: str, shards: int, total: int) -> None:
+        from llmops.pii.sources import parse_s3_uri
+
+        self.s3, self.shards, self.total = s3, shards, total
+        self.bucket, self.prefix = parse_s3_uri(results)
+        self.by_shard: dict[int, int] = {}
+        self.unknown: dict[int, str] = {}  # shard -> why its bytes are unknown
+
+    @property
+    def scanned(self) -> int:
+        return sum(self.by_shard.values())
+
+    def update(self, state: JobState) -> list[tuple[int, str]]:
+        """Read the manifests of the indexes completed since the last update; the shards newly unknown, why."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from llmops.pii.shards import results_key
+
+        unknown: list[tuple[int, str]] = []
+        for index in sorted(state.done - self.by_shard.keys() - self.unknown.keys()):
+            try:
+                manifest = read_manifest(self.s3, self.bucket, results_key(self.prefix, index))
+                if manifest is None or manifest.get("shard") != index or manifest.get("shards") != self.shards:
+                    raise ValueError("its last line is not this shard's manifest")
+                scanned = manifest["bytes"]
+                if not isinstance(scanned, int) or isinstance(scanned, bool) or scanned < 0:
+                    raise ValueError(f"its manifest's bytes are {scanned!r}")
+            except ClientError as error:
+                reason = error.response.get("Error", {}).get("Code") or str(error)
+            except (BotoCoreError, ValueError, KeyError, TypeError) as error:
+                reason = str(error) or type(error).__name__
+            else:
+                self.by_shard[index] = scanned
+                continue
+            self.unknown[index] = reason
+            unknown.append((index, reason))
+        return unknown
+
+    def describe(self) -> str:
+        """`1,234 of 5,678 bytes scanned (22%)`, and how many shards' bytes are unknown."""
+        share = f" ({100 * self.scanned / self.total:.0f}%)" if self.total else ""
+        unknown = f", bytes unknown for {len(self.unknown)} shard(s)" if self.unknown else ""
+        return f"{self.scanned:,} of {self.total:,} bytes scanned{share}{unknown}"
+
+
 def scope(s3: Any, bucket: str, prefix: str, versions: bool = False) -> tuple[int, int]:
     """(objects, bytes) under a prefix, from the listing alone (what a scan will read)."""
     from llmops.pii.sources import s3_objects, s3_versions
@@ -185,5 +270,6 @@ def pods_for(scope_bytes: int, settings: ClusterSettings, target_seconds: float 
     return max(1, min(settings.max_pods, math.ceil(needed)))
 
 
-__all__ = ["ClusterSettings", "Estimate", "JobState", "estimate", "indexes", "job_for", "job_name", "job_state",
-           "new_scan_id", "pods_for", "readable", "results_uri", "scope", "submit", "wait"]
+__all__ = ["ClusterSettings", "Estimate", "JobState", "ScannedBytes", "estimate", "indexes", "job_for", "job_name",
+           "job_state", "new_scan_id", "pods_for", "read_manifest", "readable", "results_uri", "scope", "submit",
+           "wait"]

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import boto3
 import pytest
@@ -94,9 +96,10 @@ def _targets(tmp_path, endpoint: str, kube_url: str, **scan) -> dict[str, str]:
     return {"LLMOPS_TARGETS_DIR": str(directory)}
 
 
-def _job_controller(kube, endpoint: str, fail: set[int], stop: threading.Event) -> threading.Thread:
+def _job_controller(kube, endpoint: str, fail: set[int], stop: threading.Event,
+                    after_each: Callable[[list[int]], None] | None = None) -> threading.Thread:
     """Plays the Job controller and the kubelet: for the Job the CLI submits, runs each index's container command
-    (as its pod would) and writes the status as the controller does, index by index."""
+    (as its pod would) and writes the status as the controller does, index by index (then after_each(done))."""
     from kubernetes import client
 
     batch = client.BatchV1Api(kube.api)
@@ -127,6 +130,8 @@ def _job_controller(kube, endpoint: str, fail: set[int], stop: threading.Event) 
             done.append(index)
             batch.patch_namespaced_job_status(job["metadata"]["name"], "pii-scan", {"status": {
                 "completedIndexes": ",".join(map(str, done)), "succeeded": len(done), "active": 0}})
+            if after_each is not None:
+                after_each(done)
         conditions = ([{"type": "FailureTarget", "status": "True", "reason": "MaxFailedIndexesExceeded"},
                        {"type": "Failed", "status": "True", "reason": "MaxFailedIndexesExceeded"}] if fail else
                       [{"type": "SuccessCriteriaMet", "status": "True"}, {"type": "Complete", "status": "True"}])
@@ -163,10 +168,128 @@ def test_a_cluster_scan_submits_the_job_follows_it_and_merges_its_shards(aws_env
         assert result.returncode == 1, result.stderr  # personal data found, as a local scan says
         assert _jsonl(result.stdout) == local
         assert "3 of 3 shard(s) done, 0 failed" in result.stderr
+        assert "job finished: 3 of 3 shard(s) done, 0 failed; " in result.stderr
     else:
         assert result.returncode == 4, result.stderr
         assert "shard(s) 2 of job pii-scan/pii-scan-t1 failed every retry (MaxFailedIndexesExceeded)" in result.stderr
         assert "1 of 3 shard(s) have no result: 2" in result.stderr and result.stdout == ""
+
+
+PROGRESS = re.compile(r"^pii: (?:job finished: )?(\d+) of 3 shard\(s\) done, 0 failed; ([\d,]+) of ([\d,]+) bytes scanned")
+
+
+def test_the_progress_adds_each_completed_shards_bytes_from_its_manifest(aws_env, kube, tmp_path):
+    """The test's controller completes one index at a time and waits until the CLI has reported it: each progress
+    line's bytes are the sum of the completed shards' manifests, growing to the scope's total."""
+    s3 = boto3.client("s3", endpoint_url=aws_env)
+    _fill(s3, "onclu-bytes")
+    if "scans" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+        s3.create_bucket(Bucket="scans")
+    objects, total = cluster.scope(s3, "onclu-bytes", "inference/")
+    lines: list[str] = []
+    seen = threading.Condition()
+
+    def reported(done: list[int]) -> None:  # the next pod runs once the CLI has shown this one's bytes
+        with seen:
+            assert seen.wait_for(lambda: any(f"pii: {len(done)} of 3 shard(s) done" in line for line in lines), 60)
+
+    stop = threading.Event()
+    controller = _job_controller(kube, aws_env, set(), stop, after_each=reported)
+    cli = subprocess.Popen([sys.executable, "-m", "llmops.cli", "pii", "scan", "s3://onclu-bytes/inference/",
+                            "--on-cluster", "--shards", "3", "--env", "prod", "--scan-id", "bytes", "--output", "none",
+                            "--poll-seconds", "0.1"], cwd=ROOT, text=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, env={**os.environ, **_targets(tmp_path, aws_env, kube.url)})
+
+    def read() -> None:
+        assert cli.stderr is not None
+        for line in cli.stderr:
+            with seen:
+                lines.append(line.rstrip("\n"))
+                seen.notify_all()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert cli.wait(timeout=120) == 1, "\n".join(lines)
+    finally:
+        cli.kill()
+        stop.set()
+        controller.join(timeout=60)
+        reader.join(timeout=10)
+    shard_bytes = [json.loads(s3.get_object(Bucket="scans", Key=f"pii/results/bytes/shard-{i}.jsonl")["Body"]
+                              .read().splitlines()[-1])["manifest"]["bytes"] for i in range(3)]
+    assert sum(shard_bytes) == total and all(shard_bytes)
+    progress = [(int(m[1]), int(m[2].replace(",", "")), int(m[3].replace(",", "")))
+                for m in map(PROGRESS.match, lines) if m]
+    assert {done for done, _, _ in progress} == {0, 1, 2, 3}, lines  # every step was reported
+    assert all(scope == total for _, _, scope in progress)
+    assert all(scanned == sum(shard_bytes[:done]) for done, scanned, _ in progress), lines
+    growing = [scanned for _, scanned, _ in progress]
+    assert growing == sorted(growing) and growing[0] == 0 and growing[-1] == total
+    assert lines[-2].startswith(f"pii: job finished: 3 of 3 shard(s) done, 0 failed; {total:,} of {total:,} bytes "
+                                "scanned (100%)"), lines
+    assert not any("bytes unknown" in line for line in lines)
+
+
+def _result(s3, key: str, findings: int, shard: int = 0, shards: int = 3, errors: int = 0) -> dict:
+    manifest = {"shard": shard, "shards": shards, "objects": 1, "versions": 1, "bytes": 1000 + findings,
+                "errors": [{"path": f"s3://b/{i}", "reason": "x" * 50} for i in range(errors)]}
+    lines = [json.dumps({"path": f"s3://b/{i}", "line": i, "entity_type": "EMAIL"}) for i in range(findings)]
+    s3.put_object(Bucket="onclu-tails", Key=key, Body="".join(line + "\n" for line in
+                                                             [*lines, json.dumps({"manifest": manifest})]).encode())
+    return manifest
+
+
+class _Counting:
+    """An S3 client that counts the bytes its get_object bodies deliver."""
+
+    def __init__(self, s3) -> None:
+        self.s3, self.received, self.ranges = s3, 0, []
+
+    def get_object(self, **kwargs):
+        import io
+
+        self.ranges.append(kwargs.get("Range"))
+        response = self.s3.get_object(**kwargs)
+        data = response["Body"].read()
+        self.received += len(data)
+        return {**response, "Body": io.BytesIO(data)}
+
+
+def test_a_manifest_is_read_from_the_tail_of_a_shard_result(aws_env):
+    s3 = boto3.client("s3", endpoint_url=aws_env)
+    s3.create_bucket(Bucket="onclu-tails")
+    large = _result(s3, "large.jsonl", findings=5000)  # ~300 KB of findings before the manifest
+    size = s3.head_object(Bucket="onclu-tails", Key="large.jsonl")["ContentLength"]
+    counting = _Counting(s3)
+    assert cluster.read_manifest(counting, "onclu-tails", "large.jsonl") == large
+    assert counting.ranges == ["bytes=-65536"] and counting.received == 65536 < size  # one ranged GET, the tail
+    small = _result(s3, "small.jsonl", findings=2)  # smaller than the tail: the whole object, in one GET
+    assert cluster.read_manifest(s3, "onclu-tails", "small.jsonl") == small
+    long = _result(s3, "long.jsonl", findings=100, errors=40)  # a manifest longer than the first tail: it widens
+    counting = _Counting(s3)
+    assert cluster.read_manifest(counting, "onclu-tails", "long.jsonl", tail=256) == long
+    assert counting.ranges == ["bytes=-256", "bytes=-4096"]
+    s3.put_object(Bucket="onclu-tails", Key="findings-only.jsonl", Body=b'{"path": "s3://b/1"}\n')
+    assert cluster.read_manifest(s3, "onclu-tails", "findings-only.jsonl") is None
+
+
+def test_a_shard_whose_bytes_cannot_be_read_is_reported_once_and_not_counted(aws_env):
+    s3 = boto3.client("s3", endpoint_url=aws_env)
+    s3.create_bucket(Bucket="onclu-unknown")
+    for index, body in ((0, {"manifest": {"shard": 0, "shards": 3, "bytes": 700}}), (2, {"path": "s3://b/1"})):
+        s3.put_object(Bucket="onclu-unknown", Key=f"r/s1/shard-{index}.jsonl", Body=json.dumps(body).encode() + b"\n")
+    scanned = cluster.ScannedBytes(s3, "s3://onclu-unknown/r/s1/", 3, total=2000)
+
+    def state(*done: int) -> cluster.JobState:
+        return cluster.JobState(3, frozenset(done), frozenset(), False)
+
+    assert scanned.update(state(0)) == [] and scanned.scanned == 700
+    assert scanned.describe() == "700 of 2,000 bytes scanned (35%)"
+    assert scanned.update(state(0, 1)) == [(1, "NoSuchKey")]  # no result at all
+    assert [index for index, _ in scanned.update(state(0, 1, 2))] == [2]  # its last line is not a manifest
+    assert scanned.update(state(0, 1, 2)) == [] and scanned.scanned == 700  # each said once, nothing re-read
+    assert scanned.describe() == "700 of 2,000 bytes scanned (35%), bytes unknown for 2 shard(s)"
 
 
 def test_a_scan_above_the_approval_limit_is_not_started_without_approval(aws_env, kube, tmp_path):
