@@ -20,7 +20,8 @@ from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import prometheus as prom
 from grafana_foundation_sdk.builders import stat, table, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
-from grafana_foundation_sdk.models.dashboard import DashboardLinkType, DataSourceRef
+from grafana_foundation_sdk.models.common import BigValueColorMode
+from grafana_foundation_sdk.models.dashboard import DashboardLinkType, DataSourceRef, Threshold, ThresholdsMode
 
 from components.manifests.alert_rules import WINDOWS, RuleContext, SloSpec, request_rate, runbook_url
 from components.manifests.labels import standard_labels
@@ -83,10 +84,16 @@ def _series(title: str, unit: str, queries: Sequence[tuple[str, str]], *, descri
 
 
 def _stat(title: str, unit: str, queries: Sequence[tuple[str, str]], *, description: str = "",
-          width: int = 6) -> stat.Panel:
+          width: int = 6, steps: Sequence[tuple[float | None, str]] = ()) -> stat.Panel:
+    """A stat panel; `steps` its thresholds, (from value, colour) with None for the base, the tile coloured by them.
+    Without steps the value is drawn in the text colour: Grafana's default thresholds (red from 80) would paint a
+    request rate of 100 req/s as an alarm."""
     panel = stat.Panel().title(title).datasource(DATASOURCE).unit(unit).span(width).height(5)
     if description:
         panel = panel.description(description)
+    mode = BigValueColorMode.BACKGROUND if steps else BigValueColorMode.VALUE
+    panel = panel.thresholds(db.ThresholdsConfig().mode(ThresholdsMode.ABSOLUTE).steps(
+        [Threshold(value=value, color=color) for value, color in (steps or [(None, "text")])])).color_mode(mode)
     return _targets(panel, queries, instant=True)
 
 
@@ -162,14 +169,18 @@ def service_overview(spec: SloSpec, context: RuleContext) -> db.Dashboard:
     board = board.with_panel(_stat("Request rate", "reqps", [(request_rate(model, ns, w), "requests/s")],
                                    description="Stable and canary together, as users see them."))
     board = board.with_panel(_stat("Error ratio (5m)", "percentunit",
-                                   [(f"llmops:slo_errors:ratio_rate5m{availability}", "errors")]))
+                                   [(f"llmops:slo_errors:ratio_rate5m{availability}", "errors")],
+                                   steps=[(None, "green"), (budgets["availability"], "red")],
+                                   description=f"Red above the SLO's error budget ({budgets['availability']:g})."))
     for slo in ("availability", "latency"):
         selector = availability if slo == "availability" else latency
         board = board.with_panel(_stat(
             f"Error budget remaining ({slo}, {spec.window_days}d)", "percentunit",
             [(f"1 - avg_over_time(llmops:slo_errors:ratio_rate5m{selector}[{spec.window_days}d]) / {budgets[slo]:g}",
               "remaining")],
-            width=6, description=f"1 - the {slo} error ratio over the SLO window / the budget ({budgets[slo]:g})."))
+            width=6, steps=[(None, "red"), (0, "orange"), (0.25, "green")],
+            description=f"1 - the {slo} error ratio over the SLO window / the budget ({budgets[slo]:g}). Red: spent; "
+                        "orange: less than a quarter left."))
     board = board.with_panel(_table(
         "Current release", [(f'max by (deployment, label_llmops_io_track, label_llmops_io_release) '
                              f'(kube_deployment_labels{{namespace="{ns}",deployment=~"{tracks}"}})', "")],

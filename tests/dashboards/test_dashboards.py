@@ -106,3 +106,19 @@ def test_the_stack_files_dashboards_section_sets_label_folder_and_namespace(tmp_
     path.write_text(yaml.safe_dump(document))
     assert not [r for r in run_program(project, load_stack_file(project, "dev", path)).kubernetes_objects()
                 if dashboards_in(r.inputs)]
+
+
+def test_stat_tiles_say_when_a_budget_is_spent_and_never_alarm_by_grafanas_default():
+    """Every stat panel states its thresholds: the error ratio turns red above the SLO's budget, a spent error budget
+    red and under a quarter orange; a tile without meaning in colour (request rate) stays in the text colour, not
+    Grafana's default red from 80."""
+    for board in dashboards(CONTEXT):
+        for panel in (p for p in board.model["panels"] if p.get("type") == "stat"):
+            thresholds = panel["fieldConfig"]["defaults"]["thresholds"]
+            assert thresholds["mode"] == "absolute" and thresholds["steps"][0]["value"] is None, panel["title"]
+    service = next(b for b in dashboards(CONTEXT) if b.name == "service-chat-small").model
+    steps = {p["title"]: [(s["value"], s["color"]) for s in p["fieldConfig"]["defaults"]["thresholds"]["steps"]]
+             for p in service["panels"] if p.get("type") == "stat"}
+    assert steps["Error ratio (5m)"] == [(None, "green"), (0.005, "red")]  # 99.5 % available: a 0.5 % budget
+    assert steps["Error budget remaining (availability, 30d)"] == [(None, "red"), (0, "orange"), (0.25, "green")]
+    assert steps["Request rate"] == [(None, "text")]
