@@ -23,8 +23,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def llmops(*args: str, env: dict[str, str] | None = None, permissions_bind: bool = False) -> subprocess.CompletedProcess:
-    """The CLI in its own process. permissions_bind: file permission bits apply to it even when the tests
-    run as root (chmod 000 is then unreadable, a chmod 555 directory unwritable)."""
+    """The CLI in its own process (forked from the pre-imported server: tests/cli_fork.py). permissions_bind: file
+    permission bits apply to it even when the tests run as root (chmod 000 is then unreadable, a chmod 555 directory
+    unwritable); that run starts Python afresh, to drop the capabilities before exec."""
+    if not (permissions_bind and os.geteuid() == 0):
+        from tests.cli_fork import run_llmops
+
+        return run_llmops(list(args), env={**os.environ, **(env or {})}, cwd=ROOT, timeout=120)
     return subprocess.run([sys.executable, "-m", "llmops.cli", *args], cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=120,
                           preexec_fn=_drop_permission_overrides if permissions_bind and os.geteuid() == 0 else None)
