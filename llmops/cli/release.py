@@ -218,9 +218,20 @@ def _read_joined(args: argparse.Namespace, targets: Any, start: float, end: floa
         refusal = load_refusal(args.refusal_spec)
     except SpecError as error:
         raise UsageError(f"--refusal-spec: {error}") from None
+    def s3() -> Any:
+        return client("s3", region=targets.aws.region, endpoint_url=targets.aws.endpoint_url)
+
+    sources = []
+    if location.startswith("s3://"):
+        # Fluent Bit's layout, <prefix>YYYY/MM/DD/HH/: only the window's hours are listed (an hour either side: a chunk
+        # is keyed by its upload), not 30 days of logs. A prefix without that layout is listed whole.
+        for hour in _hours(start - 3600, end + 3600):
+            try:
+                sources += resolve([location.rstrip("/") + "/" + hour], s3)
+            except SourceError:
+                continue  # no objects that hour (or no such layout)
     try:
-        sources = resolve([location], lambda: client("s3", region=targets.aws.region,
-                                                     endpoint_url=targets.aws.endpoint_url))
+        sources = sources or resolve([location], s3)
     except SourceError as error:
         raise UsageError(f"--from {redact_text(str(error))}") from None
 
@@ -236,6 +247,15 @@ def _read_joined(args: argparse.Namespace, targets: Any, start: float, end: floa
                 raise UsageError(f"--from {redact_text(source.name)}: cannot be read: {reason}") from None
 
     return location, join(records(), args.model, start, end, refusal.refuses, keep_text=keep_text), refusal.version
+
+
+def _hours(start: float, end: float) -> list[str]:
+    """`YYYY/MM/DD/HH/` of every UTC hour from `start` to `end` (at most 31 days of them)."""
+    from datetime import UTC, datetime
+
+    first = int(start // 3600)
+    return [datetime.fromtimestamp(hour * 3600, UTC).strftime("%Y/%m/%d/%H/")
+            for hour in range(first, min(int(end // 3600), first + 31 * 24) + 1)]
 
 
 def _when(epoch: float) -> str:

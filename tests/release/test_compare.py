@@ -261,3 +261,34 @@ def test_a_judge_that_keeps_failing_is_named_without_the_text_it_echoed(env, cap
     assert code == 1 and out == ""
     assert "judge http://127.0.0.1:" in err and "HTTP 500 after 4 attempts; nothing pushed" in err
     assert_no_text(out, err)
+
+
+def test_request_logs_on_s3_are_read_by_the_windows_hours_only(aws_env, tmp_path, stack_yaml, capsys, monkeypatch):
+    """Fluent Bit's layout (<prefix>YYYY/MM/DD/HH/*.jsonl.gz) on moto's S3, found through the targets' request_logs:
+    the window's hours (and one either side) are listed and read, not the whole prefix -- an object of three hours
+    earlier, whose records would count as invalid if read, is not."""
+    import gzip
+
+    import boto3
+    import yaml
+
+    s3 = boto3.client("s3", endpoint_url=aws_env, region_name="us-east-1")
+    s3.create_bucket(Bucket="request-logs")
+    for name in ("primary", "shadow"):
+        body = gzip.compress((FIXTURES / f"{name}.jsonl").read_bytes())
+        s3.put_object(Bucket="request-logs", Key=f"requests/2025/12/31/23/{name}.jsonl.gz", Body=body)
+    stale = json.dumps({"ts": 1767225000, "model": "chat-small", "track": "stable", "release": PRIMARY,
+                        "request_id": "old", "prompt_tokens": 1, "completion_tokens": 1, "latency_ms": "slow"})
+    s3.put_object(Bucket="request-logs", Key="requests/2025/12/31/20/old.jsonl.gz", Body=gzip.compress(stale.encode()))
+    targets = environment(tmp_path, stack_yaml)
+    document = yaml.safe_load((targets / "shadowtest.yaml").read_text())
+    document.update({"request_logs": "s3://request-logs/requests/",
+                     "aws": {"region": "us-east-1", "endpoint_url": aws_env}})
+    (targets / "shadowtest.yaml").write_text(yaml.safe_dump(document))
+    monkeypatch.setenv("LLMOPS_TARGETS_DIR", str(targets))
+    code, out, err = compare(capsys, "--output", "json")
+    found = json.loads(out)
+    assert code == 1, err
+    assert (found["records"], found["primary_records"], found["shadow_records"]) == (15, 7, 7)
+    assert found["invalid"] == {"latency_ms": 1}  # the fixture's own one; the stale object was never read
+    assert found["comparisons"][0]["pairs"] == 6
