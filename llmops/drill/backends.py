@@ -218,6 +218,21 @@ class KubernetesApi:
         if route is not None:
             self.custom.create_namespaced_custom_object("gateway.networking.k8s.io", "v1", namespace, "httproutes", route)
 
+    def seed_node(self, name: str, labels: dict[str, str], *, ready: bool = True) -> None:
+        """A Node with these labels (created if it does not exist), its Ready condition as given. kmock serves what is
+        declared or created: Nodes are declared first, so they can be listed before any exists."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        self.handler.resources["v1/nodes"] = self.handler.ResourceInfo(namespaced=False, kind="Node", singular="node")
+        core = client.CoreV1Api(self.api)
+        try:
+            core.create_node({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels}})
+        except ApiException:
+            pass  # there already
+        core.patch_node_status(name, {"status": {"conditions": [{"type": "Ready",
+                                                                 "status": "True" if ready else "False"}]}})
+
 
 class RolloutController:
     """Stands in for the Deployment controller kmock lacks: when a Deployment's template changes, it

@@ -358,26 +358,14 @@ class FailoverDrill:
         (Ready, or not)."""
         import copy
 
-        from kubernetes import client
-        from kubernetes.client.exceptions import ApiException
-
         assert self.deployments is not None
         api = self.clusters[region]
-        core = client.CoreV1Api(api.api)
-        # kmock serves what is declared or created; nodes are listed before any exists.
-        api.handler.resources["v1/nodes"] = api.handler.ResourceInfo(namespaced=False, kind="Node", singular="node")
         for deployment in self.deployments[region].values():
             deployment = copy.deepcopy(deployment)
             deployment["spec"]["replicas"] = deployment["spec"].get("replicas") or 2
             api.seed(deployment, None)
         for pool in sorted({m.pool for m in self.stack.models}):
-            name = f"{pool}-{region}-node"
-            try:
-                core.create_node({"apiVersion": "v1", "kind": "Node",
-                                  "metadata": {"name": name, "labels": {"llmops.io/pool": pool}}})
-            except ApiException:
-                pass
-            core.patch_node_status(name, {"status": {"conditions": [{"type": "Ready", "status": "True"}]}})
+            api.seed_node(f"{pool}-{region}-node", {"llmops.io/pool": pool})
         if not ready:
             self._region_down(region)
 

@@ -121,7 +121,6 @@ class FailoverWorld(RunbookWorld):
         api = self.clusters[region]
         api.forget_requests()
         from kubernetes import client
-        from kubernetes.client.exceptions import ApiException
 
         core = client.CoreV1Api(api.api)
         # kmock serves what is declared or created; nodes are listed before any exists.
@@ -138,14 +137,7 @@ class FailoverWorld(RunbookWorld):
                 api.apps.patch_namespaced_deployment_status(model, "serving", {"status": {"readyReplicas": ready,
                                                                                          "availableReplicas": ready}})
         for pool in set(POOLS.values()):
-            name = f"{pool}-{region}-node"
-            try:
-                core.create_node({"apiVersion": "v1", "kind": "Node",
-                                  "metadata": {"name": name, "labels": {"llmops.io/pool": pool}}})
-            except ApiException:
-                pass
-            core.patch_node_status(name, {"status": {"conditions": [
-                {"type": "Ready", "status": "True" if node_ready else "False"}]}})
+            api.seed_node(f"{pool}-{region}-node", {"llmops.io/pool": pool}, ready=node_ready)
 
     def environment(self) -> dict[str, str]:
         return {"LLMOPS_TARGETS_DIR": str(self.targets_dir), "AWS_ACCESS_KEY_ID": "testing",
