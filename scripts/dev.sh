@@ -16,6 +16,7 @@ PYTHON=${PYTHON:-python3}
 VENV=.venv
 case "${VERBOSE:-0}" in 0|""|false|no|off) VERBOSE=0 ;; *) VERBOSE=1 ;; esac
 LOG=build/plan.log
+UV_PIN=uv==0.13.9  # the installer; the packages themselves are pinned by constraints.txt
 
 # "[ 12s] what happens now": on stderr, so that stdout keeps only what the commands print.
 stage() { printf '[%3ds] %s\n' "$SECONDS" "$*" >&2; }
@@ -47,15 +48,27 @@ setup() {
     stage "creating the virtualenv $VENV ($PYTHON -m venv) ..."
     "$PYTHON" -m venv "$VENV"
   fi
-  # Reinstall only when the pins changed; the stamp records what was installed.
+  # Reinstall only when the pins changed; the stamp records what was installed. uv (pinned, installed into the
+  # venv by pip) installs the same pins as pip in seconds rather than minutes; where uv cannot be had or cannot
+  # reach the index (LLMOPS_INSTALLER=pip chooses so too), pip installs them.
   local stamp="$VENV/.llmops-installed" wanted
   wanted=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
   if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
-    stage "installing Python packages into $VENV (pip, pinned by constraints.txt; the first time takes a few minutes) ..."
-    if [ -t 1 ]; then  # on a terminal, pip's own progress: what it downloads and builds
-      "$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar on -c constraints.txt -e '.[dev]'
-    else
-      "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+    local installer=${LLMOPS_INSTALLER:-uv} quiet=--quiet
+    [ -t 1 ] && quiet=  # on a terminal, the installer's own progress: what it downloads and builds
+    if [ "$installer" = uv ] && ! "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$UV_PIN"; then
+      echo "could not install $UV_PIN; installing with pip instead" >&2
+      installer=pip
+    fi
+    stage "installing Python packages into $VENV ($installer, pinned by constraints.txt) ..."
+    if [ "$installer" = uv ] && ! "$VENV/bin/uv" pip install $quiet --python "$VENV/bin/python" -c constraints.txt -e '.[dev]'; then
+      stage "uv failed; installing with pip instead (the first time takes a few minutes) ..."
+      installer=pip
+    fi
+    if [ "$installer" != uv ]; then
+      local progress=--quiet
+      [ -t 1 ] && progress="--progress-bar on"
+      "$VENV/bin/python" -m pip install $progress --disable-pip-version-check -c constraints.txt -e '.[dev]'
     fi
     echo "$wanted" > "$stamp"
   else
