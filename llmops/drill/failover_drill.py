@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 import threading
 import time
@@ -343,7 +344,8 @@ class FailoverDrill:
         from mlflow import MlflowClient
 
         directory = self.workdir / "registry"
-        directory.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(directory, ignore_errors=True)  # seeded afresh, also in a directory an earlier world used
+        directory.mkdir(parents=True)
         uri = f"sqlite:///{directory / 'mlflow.db'}"
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         for model in self.stack.models:

@@ -49,8 +49,10 @@ class DrillSettings:
     rollout_delay_seconds: float = 0.3
 
 
-def staging_objects(stack_file: Path | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The chat-small Deployment and HTTPRoute exactly as the staging stack (or the given stack file) renders them."""
+def serving_objects(stack_file: Path | None = None, services: tuple[str, ...] = (SERVICE,),
+                    ) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """Each service's Deployment and HTTPRoute exactly as the staging stack (or the given stack file) renders them:
+    one evaluation of the program for all of them."""
     from llmops.offline.engine import run_program
     from llmops.offline.project import load_project, load_stack, load_stack_file
 
@@ -59,7 +61,13 @@ def staging_objects(stack_file: Path | None = None) -> tuple[dict[str, Any], dic
                 else load_stack_file(project, stack_file.name.removeprefix("Pulumi.").removesuffix(".yaml"), stack_file))
     plan = run_program(project, settings)
     found = {(r.inputs["kind"], r.inputs["metadata"]["name"]): r.inputs for r in plan.kubernetes_objects()}
-    return copy.deepcopy(found[("Deployment", SERVICE)]), copy.deepcopy(found[("HTTPRoute", SERVICE)])
+    return {service: (copy.deepcopy(found[("Deployment", service)]), copy.deepcopy(found[("HTTPRoute", service)]))
+            for service in services}
+
+
+def staging_objects(stack_file: Path | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The chat-small Deployment and HTTPRoute exactly as the staging stack (or the given stack file) renders them."""
+    return serving_objects(stack_file)[SERVICE]
 
 
 class RollbackDrill:

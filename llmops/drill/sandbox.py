@@ -140,7 +140,30 @@ def _cmdline_is_ours(pid: int, directory: Path) -> bool:
     return str(directory) in command or "moto.server" in command or "pushgateway" in command
 
 
-# --- the supervisor ----------------------------------------------------------------------------------------------
+# --- what the sandbox seeds beyond the drills' worlds -----------------------------------------------------------------
+
+PROD_SERVICE, PROD_MODEL = "chat", "llama-3-1-70b-instruct"  # what the README's prod examples name (--service chat)
+
+
+def seed_prod_service(world: Any, deployment: dict[str, Any], route: dict[str, Any]) -> None:
+    """prod's `chat` beside the drill's chat-small, so that the README's prod examples (`rollback --service chat`,
+    `--to 8`) plan as written: its Deployment and HTTPRoute as the composed stack renders them, and its registry
+    history -- version 9 serving as `production`, 8 the last one validated with a release manifest, 10 the canary,
+    not validated. Nothing simulates chat's requests: its runbooks are for dry runs here."""
+    from components.release import RELEASE_TAG, VALIDATED_TAG, VALIDATED_VALUE
+
+    world.k8s.seed(deployment, route)
+    serving = json.loads(deployment["metadata"]["annotations"]["llmops.io/release"])
+    known_good = {**serving, "model_version": "8", "prompt_version": "chat-2026-10-01"}
+    validated = {VALIDATED_TAG: VALIDATED_VALUE}
+    versions = {str(v): dict(validated) for v in range(1, 10)}
+    versions["8"][RELEASE_TAG] = json.dumps(known_good)
+    versions["10"] = {}
+    world.registry.register(PROD_MODEL, versions)
+    world.registry.client.set_registered_model_alias(PROD_MODEL, "production", "9")
+
+
+# --- the supervisor ---------------------------------------------------------------------------------------------------
 
 def compose_stack(directory: Path, adapters: list[Any] | None = None) -> Path:
     """The sandbox's stack file, `Pulumi.sandbox.yaml` in its directory: prod's shape (two regions, failover, the
@@ -170,7 +193,7 @@ def serve(directory: Path, target: Path) -> None:
     from llmops.drill.failover_drill import FailoverDrill
     from llmops.drill.pii_drill import PiiDrill
     from llmops.drill.reindex_drill import ReindexWorld
-    from llmops.drill.rollback_drill import RollbackDrill
+    from llmops.drill.rollback_drill import SERVICE, RollbackDrill, serving_objects
 
     stop = {"now": False}
 
@@ -178,16 +201,20 @@ def serve(directory: Path, target: Path) -> None:
         stop["now"] = True
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    for name in ("world", "failover", "retrieval", "pii"):
-        (directory / name).mkdir(parents=True, exist_ok=True)
+    for name in ("world", "failover", "retrieval", "pii"):  # every `up` seeds afresh: nothing of an earlier world
+        shutil.rmtree(directory / name, ignore_errors=True)
+        (directory / name).mkdir(parents=True)
     # One moto server (the rollback world's) for every world; the worlds' own signals (Prometheus per world) are the
     # drills' business: the sandbox keeps one Prometheus and one Pushgateway, for runbooks run by hand.
     failover = FailoverDrill(directory / "failover", with_signals=False)
     retrieval = ReindexWorld(directory / "retrieval", with_signals=False, bucket=CORPUS_BUCKET)
     pii = PiiDrill(directory / "pii", with_signals=False)
-    world = RollbackDrill(directory / "world", stack_source=compose_stack(directory, [retrieval, pii]))
+    composed = compose_stack(directory, [retrieval, pii])
+    objects = serving_objects(composed, (SERVICE, PROD_SERVICE))
+    world = RollbackDrill(directory / "world", stack_source=composed, objects=objects[SERVICE])
     try:
         world.start()
+        seed_prod_service(world, *objects[PROD_SERVICE])
         for other in (failover, retrieval, pii):
             other.aws_endpoint = world.aws_endpoint
         failover.start()  # its hosted zone exists now: the stack file names it
@@ -223,6 +250,8 @@ def serve(directory: Path, target: Path) -> None:
             },
             "seeded": {
                 "rollback": "chat-small serves version 3, which fails 20 % of requests; version 4 is its canary",
+                "rollback (prod's chat)": f"chat serves {PROD_MODEL} version 9, version 8 is known good "
+                                          "(dry runs: its requests are not simulated)",
                 "failover": f"us-east-1 primary, us-west-2 standby ready (Route53 zone {failover.zone})",
                 "reindex": f"corpus {retrieval.corpus}, index docs live",
                 "pii-incident": f"personal data in {pii.source}",

@@ -74,6 +74,10 @@ def test_up_is_idempotent_a_runbook_runs_with_env_sandbox_and_down_leaves_nothin
                       env=env, timeout=120)
     assert plan.returncode == 0, plan.stderr
     assert "patch-deployment: point Deployment serving/chat-small at release" in plan.stdout + plan.stderr
+    prod = run_llmops(["runbook", "run", "rollback", "--env", "sandbox", "--service", "chat", "--dry-run"],
+                      env=env, timeout=120)  # the README's prod example, as written there but for --env sandbox
+    assert prod.returncode == 0, prod.stderr
+    assert "move alias production of llama-3-1-70b-instruct from version 9 to 8" in prod.stdout, prod.stdout[-2000:]
     for command, expected in README_COMMANDS:  # each runbook section's command as written, with --env sandbox
         done = run_llmops(["runbook", "run", *command, "--dry-run"], env=env, timeout=180)
         assert done.returncode == 0, (command, done.stdout[-2000:], done.stderr[-2000:])
@@ -87,11 +91,15 @@ def test_up_is_idempotent_a_runbook_runs_with_env_sandbox_and_down_leaves_nothin
     assert stopped.returncode == 1 and "not running" in stopped.stdout
 
 
-def test_down_after_the_supervisor_was_killed_leaves_nothing(where):
+def test_down_after_the_supervisor_was_killed_leaves_nothing_and_up_starts_afresh(where):
     found = sandbox.up()
     os.kill(found["pid"], signal.SIGKILL)
     sandbox.down()
     nothing_left(found)
+    again = sandbox.up()  # in the directory the killed world used: seeded afresh, not refused by what it left
+    assert not again["already_running"] and again["pid"] != found["pid"]
+    sandbox.down()
+    nothing_left(again)
 
 
 def test_down_after_up_itself_was_stopped_leaves_nothing(where):
