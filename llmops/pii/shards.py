@@ -60,15 +60,18 @@ def parse_shard(spec: str | None, shards: int | None, environ: dict[str, str] | 
         index_text = index_text.strip() or None
     if shards is None:
         raise ShardError("no number of shards: use --shard I/N or --shards N")
+    given = f"--shard {spec}" if spec is not None else f"--shards {shards}"
     if shards < 1:
-        raise ShardError(f"{shards} shards: expected at least 1")
+        raise ShardError(f"{given}: {shards} shards; expected at least 1")
+    source = f"{given}: index"
     if index_text is None:
         index_text = env.get(JOB_COMPLETION_INDEX) or None
+        source = f"{JOB_COMPLETION_INDEX}"
         if index_text is None:
             raise ShardError(f"--shards {shards} without an index: use --shard I/{shards}, or set "
                              f"{JOB_COMPLETION_INDEX} (Kubernetes does in an Indexed Job)")
     if not index_text.isdigit() or not 0 <= int(index_text) < shards:
-        raise ShardError(f"shard index {index_text!r}: expected 0 to {shards - 1}")
+        raise ShardError(f"{source} {index_text!r}: expected a shard index from 0 to {shards - 1}")
     return int(index_text), shards
 
 

@@ -77,10 +77,16 @@ def test_the_index_comes_from_job_completion_index_when_not_given():
     assert parse_shard("2/5", None, {}) == (2, 5)
     assert parse_shard(None, 5, {"JOB_COMPLETION_INDEX": "3"}) == (3, 5)
     assert parse_shard("/5", None, {"JOB_COMPLETION_INDEX": "0"}) == (0, 5)
-    for spec, shards, env in (("5/5", None, {}), (None, 4, {}), ("1/0", None, {}), ("x", None, {}),
-                              (None, 4, {"JOB_COMPLETION_INDEX": "4"}), ("1/4", 3, {})):
-        with pytest.raises(ShardError):
+    for spec, shards, env, message in (
+            ("5/5", None, {}, "--shard 5/5: index '5': expected a shard index from 0 to 4"),
+            (None, 4, {}, "--shards 4 without an index: use --shard I/4, or set JOB_COMPLETION_INDEX"),
+            ("1/0", None, {}, "--shard 1/0: 0 shards; expected at least 1"),
+            ("x", None, {}, "--shard x: expected I/N, e.g. 0/4"),
+            (None, 4, {"JOB_COMPLETION_INDEX": "4"}, "JOB_COMPLETION_INDEX '4': expected a shard index from 0 to 3"),
+            ("1/4", 3, {}, "--shard 1/4 and --shards 3 disagree on the number of shards")):
+        with pytest.raises(ShardError) as refused:
             parse_shard(spec, shards, env)
+        assert str(refused.value).startswith(message), (spec, shards, str(refused.value))
 
 
 @pytest.mark.parametrize("shards", [1, 2, 3, 4])
