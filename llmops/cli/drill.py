@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from llmops.cli.errors import UsageError
+from llmops.drill import arguments
 
 STARTING = "drill: starting local backends (MLflow store, Kubernetes API, Prometheus, Pushgateway, moto) ..."
 
@@ -108,7 +109,6 @@ def _drill_canary(args: argparse.Namespace) -> int:
     controller analyzes every interval on real Prometheus and acts through the runbooks, as in production."""
     import tempfile
     import time
-    from pathlib import Path
 
     from components import config as stack_config
     from llmops.controller.controller import Controller
@@ -209,7 +209,6 @@ def _drill_drift(args: argparse.Namespace) -> int:
     import tempfile
     import time
     from datetime import datetime, timezone
-    from pathlib import Path
 
     from llmops.drill.drift_drill import ENV, DriftDrill
     from llmops.drill.report import DrillReport, finish, run_approved
@@ -388,7 +387,7 @@ def add_parsers(commands: Any) -> None:
                          "(needs the dev extra and Debian's prometheus, prometheus-pushgateway)")
     rollback_drill.add_argument("--keep", action="store_true",
                                 help="keep the drill's directory (evidence, audit log, pinned stack file) afterwards")
-    rollback_drill.add_argument("--report-dir", type=Path, default=None,
+    rollback_drill.add_argument("--report-dir", type=arguments.report_dir, default=None,
                                 help="where the report goes (default build/drills)")
     rollback_drill.add_argument("--break-mitigation", action="store_true",
                                 help="the known-good release fails too: rehearse a rollback that cannot mitigate (the "
@@ -398,23 +397,27 @@ def add_parsers(commands: Any) -> None:
         "canary", help="a canary beside the stable release; the release controller decides on real Prometheus")
     canary.add_argument("--scenario", required=True, choices=("regression", "latency", "healthy", "no-traffic",
                                                               "quality-dip"))
-    canary.add_argument("--rate", type=float, default=40.0, help="requests per second, both tracks (default 40)")
-    canary.add_argument("--inject-after", type=float, default=4.0, help="seconds before the scenario starts")
-    canary.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds (exit 1)")
+    canary.add_argument("--rate", type=arguments.rate, default=40.0, help="requests per second, both tracks (default 40)")
+    canary.add_argument("--inject-after", type=arguments.seconds_or_zero, default=4.0, help="seconds before the scenario starts")
+    canary.add_argument("--timeout", type=arguments.positive_seconds, default=120.0,
+                        help="give up after this many seconds (exit 1)")
     canary.add_argument("--keep", action="store_true", help="keep the drill's directory afterwards")
-    canary.add_argument("--report-dir", type=Path, default=None, help="where the report goes (default build/drills)")
+    canary.add_argument("--report-dir", type=arguments.report_dir, default=None,
+                        help="where the report goes (default build/drills)")
     canary.set_defaults(handler=_drill_canary)
     drift = drill.add_parser(
         "drift", help="a drift monitor scraped by real Prometheus; a shift injected, the Drift alert fires, "
                       "drift-review accepts the new normal")
     drift.add_argument("--scenario", choices=("topic", "tokens"), default="topic",
                        help="topic: a new topic on --share of requests; tokens: their prompt tokens x1.5")
-    drift.add_argument("--share", type=float, default=0.3, help="share of requests shifted (default 0.3)")
-    drift.add_argument("--rate", type=float, default=10.0, help="requests per second (default 10)")
-    drift.add_argument("--inject-after", type=float, default=20.0, help="seconds of reference traffic first")
-    drift.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds (exit 1)")
+    drift.add_argument("--share", type=arguments.share, default=0.3, help="share of requests shifted (default 0.3)")
+    drift.add_argument("--rate", type=arguments.rate, default=10.0, help="requests per second (default 10)")
+    drift.add_argument("--inject-after", type=arguments.seconds_or_zero, default=20.0, help="seconds of reference traffic first")
+    drift.add_argument("--timeout", type=arguments.positive_seconds, default=120.0,
+                       help="give up after this many seconds (exit 1)")
     drift.add_argument("--keep", action="store_true", help="keep the drill's directory afterwards")
-    drift.add_argument("--report-dir", type=Path, default=None, help="where the report goes (default build/drills)")
+    drift.add_argument("--report-dir", type=arguments.report_dir, default=None,
+                       help="where the report goes (default build/drills)")
     drift.set_defaults(handler=_drill_drift)
     import importlib.util
 
@@ -425,9 +428,10 @@ def add_parsers(commands: Any) -> None:
         modular = drill.add_parser(name, help=module.HELP)
         module.add_arguments(modular)
         modular.add_argument("--keep", action="store_true", help="keep the drill's directory afterwards")
-        modular.add_argument("--report-dir", type=Path, default=None,
+        modular.add_argument("--report-dir", type=arguments.report_dir, default=None,
                              help="where the report goes (default build/drills)")
         modular.set_defaults(handler=_drill_modular)
     every = drill.add_parser("all", help="every drill, one after another; a table of results and the reports")
-    every.add_argument("--report-dir", type=Path, default=None, help="where the reports go (default build/drills)")
+    every.add_argument("--report-dir", type=arguments.report_dir, default=None,
+                       help="where the reports go (default build/drills)")
     every.set_defaults(handler=_drill_all)

@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from llmops.drill import arguments
+
 HELP = ("region us-east-1 goes down; the VllmMetricsAbsent alert fires on real Prometheus, the failover runbook "
         "moves traffic to us-west-2 (moto Route53 and S3, kmock, MLflow; needs Debian's prometheus)")
 STARTING = ("drill: starting local backends (moto Route53 and S3, MLflow store, a Kubernetes API per region, "
@@ -45,10 +47,10 @@ ALERT = "VllmMetricsAbsent"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--timeout", type=float, default=120.0,
+    parser.add_argument("--timeout", type=arguments.positive_seconds, default=120.0,
                         help="give up waiting for the alert, or for the mitigation, after this many seconds (exit 1)")
-    parser.add_argument("--rate", type=float, default=10.0, help="users' requests per second, per model (default 10)")
-    parser.add_argument("--alert-for", type=float, default=2.0,
+    parser.add_argument("--rate", type=arguments.rate, default=10.0, help="users' requests per second, per model (default 10)")
+    parser.add_argument("--alert-for", type=arguments.seconds_or_zero, default=2.0,
                         help=f"the {ALERT} rule's `for:` in the drill, seconds (the stack's is 10m; default 2)")
 
 

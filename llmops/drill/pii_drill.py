@@ -31,6 +31,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llmops.drill import arguments
+
 if TYPE_CHECKING:
     from llmops.drill.report import Tee
 
@@ -76,10 +78,10 @@ def injected_values() -> set[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--timeout", type=float, default=120.0,
+    parser.add_argument("--timeout", type=arguments.positive_seconds, default=120.0,
                         help="give up waiting for the alert (or for Prometheus to see the re-scan) after this many "
                              "seconds (exit 1)")
-    parser.add_argument("--for", dest="for_", default="5s", metavar="DURATION",
+    parser.add_argument("--for", dest="for_", type=arguments.duration, default="5s", metavar="DURATION",
                         help=f"the PiiDetectedInLogs rule's `for:` in the drill (the stack's: {STACK_FOR}; default 5s)")
 
 

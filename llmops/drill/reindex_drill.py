@@ -31,6 +31,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from llmops.drill import arguments
+
 HELP = ("the corpus changed under the live docs index: RetrievalIndexStale fires on real Prometheus, the reindex "
         "runbook rebuilds, validates and flips (approved by the drill), the alert resolves")
 STARTING = ("drill: starting moto's S3, a corpus and a live docs index built from it (embedded Qdrant), the freshness "
@@ -46,24 +48,15 @@ STEPS = ("snapshot-corpus", "build-candidate", "validate", "flip-alias", "retire
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--changed", type=_share, default=0.2,
+    parser.add_argument("--changed", type=arguments.share, default=0.2,
                         help="share of the corpus documents overwritten in S3 (default 0.2; the alert fires above 0.05)")
-    parser.add_argument("--documents", type=int, default=120, help="documents in the corpus (default 120)")
-    parser.add_argument("--alert-for", default="2s",
+    parser.add_argument("--documents", type=arguments.count, default=120, help="documents in the corpus (default 120)")
+    parser.add_argument("--alert-for", type=arguments.duration, default="2s",
                         help="the RetrievalIndexStale rule's `for:` in the drill (the stack's is 30m; default 2s)")
-    parser.add_argument("--export-interval", type=float, default=1.0,
+    parser.add_argument("--export-interval", type=arguments.positive_seconds, default=1.0,
                         help="seconds between freshness exports (the CronJob's schedule, shortened; default 1)")
-    parser.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds (exit 1)")
-
-
-def _share(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: a share of the documents, above 0 and at most 1 (e.g. 0.2)")
-    return value
+    parser.add_argument("--timeout", type=arguments.positive_seconds, default=120.0,
+                        help="give up after this many seconds (exit 1)")
 
 
 def make_drill(args: argparse.Namespace) -> ReindexWorld:

@@ -44,6 +44,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llmops.drill import arguments
+
 if TYPE_CHECKING:
     from llmops.drill.report import Tee
 
@@ -75,13 +77,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenario", choices=SCENARIOS, default="worse",
                         help="worse: the candidate spends ~30 %% more tokens, refuses more and is slower (the "
                              "comparison must refuse and the controller hold); good: as good as stable (promoted)")
-    parser.add_argument("--requests", type=int, default=3000,
+    parser.add_argument("--requests", type=arguments.count, default=3000,
                         help="requests of the last hour in the logs (the shadow gets the staging samplePercent)")
-    parser.add_argument("--rate", type=float, default=40.0, help="live requests per second, both tracks (default 40)")
-    parser.add_argument("--holds", type=int, default=3,
+    parser.add_argument("--rate", type=arguments.rate, default=40.0, help="live requests per second, both tracks (default 40)")
+    parser.add_argument("--holds", type=arguments.count, default=3,
                         help="analyses the controller must hold the canary through (worse; default 3)")
     parser.add_argument("--seed", type=int, default=18, help="the request logs' seed (default 18)")
-    parser.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds (exit 1)")
+    parser.add_argument("--timeout", type=arguments.positive_seconds, default=120.0,
+                        help="give up after this many seconds (exit 1)")
 
 
 def make_drill(args: argparse.Namespace) -> ShadowWorld:
