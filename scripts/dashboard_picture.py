@@ -150,12 +150,23 @@ def _draw_table(figure: Any, box: tuple[float, float, float, float], panel: dict
     left, top, width, height = box
     W, H = figure.get_size_inches() * DPI
     _panel_box(figure, left, top, width, height, panel["title"])
-    keys = sorted({key for sample in found for key in sample["metric"]}, key=lambda k: ("release" in k, k))
     if not found:
         figure.text((left + 12) / W, 1 - (top + 44) / H, "No data", color=MUTED, fontsize=11, va="top")
         return
+    # The panel's own "organize" transformation, as Grafana applies it: columns in its order, renamed, and what it
+    # excludes (the timestamp, a value that says nothing) left out.
+    organize = next((t.get("options") or {} for t in panel.get("transformations") or [] if t.get("id") == "organize"),
+                    {})
+    order, rename = organize.get("indexByName") or {}, organize.get("renameByName") or {}
+    excluded = {k for k, v in (organize.get("excludeByName") or {}).items() if v}
+    keys = [k for k in sorted({key for sample in found for key in sample["metric"]} | {"Value"},
+                              key=lambda k: (order.get(k, len(order)), k))
+            if k not in excluded and k != "__name__"]
+
+    def cell(sample: dict[str, Any], key: str) -> str:
+        return f"{sample['value']:g}" if key == "Value" else str(sample["metric"].get(key, ""))
     columns = len(keys)
-    for row, cells in enumerate([keys, *[[s["metric"].get(k, "") for k in keys] for s in found]]):
+    for row, cells in enumerate([[rename.get(k, k) for k in keys], *[[cell(s, k) for k in keys] for s in found]]):
         y = top + 36 + row * 26
         for column, cell in enumerate(cells):
             x = left + 14 + (width - 28) * column / columns

@@ -21,7 +21,14 @@ from grafana_foundation_sdk.builders import prometheus as prom
 from grafana_foundation_sdk.builders import stat, table, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.common import BigValueColorMode
-from grafana_foundation_sdk.models.dashboard import DashboardLinkType, DataSourceRef, Threshold, ThresholdsMode
+from grafana_foundation_sdk.models.dashboard import (
+    DashboardLinkType,
+    DataSourceRef,
+    DataTransformerConfig,
+    Threshold,
+    ThresholdsMode,
+)
+from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 from components.manifests.alert_rules import WINDOWS, RuleContext, SloSpec, request_rate, runbook_url
 from components.manifests.labels import standard_labels
@@ -97,11 +104,23 @@ def _stat(title: str, unit: str, queries: Sequence[tuple[str, str]], *, descript
     return _targets(panel, queries, instant=True)
 
 
-def _table(title: str, queries: Sequence[tuple[str, str]], *, description: str = "", width: int = 12) -> table.Panel:
+def _table(title: str, queries: Sequence[tuple[str, str]], columns: Mapping[str, str | None], *,
+           description: str = "", width: int = 12, unit: str = "") -> table.Panel:
+    """An instant query as a table: one row per series, its labels as columns named for people (`columns`: label or
+    `Value` -> header, None hides it; the timestamp is always hidden), in that order."""
     panel = table.Panel().title(title).datasource(DATASOURCE).span(width).height(6)
     if description:
         panel = panel.description(description)
-    return _targets(panel, queries, instant=True)
+    if unit:
+        panel = panel.unit(unit)
+    shown = [name for name, header in columns.items() if header is not None]
+    panel = panel.with_transformation(DataTransformerConfig(id_val="organize", options={
+        "excludeByName": {"Time": True, **{name: True for name, header in columns.items() if header is None}},
+        "indexByName": {name: index for index, name in enumerate(shown)},
+        "renameByName": {name: header for name, header in columns.items() if header is not None}}))
+    for index, (expr, legend) in enumerate(queries):
+        panel = panel.with_target(_query(expr, legend, chr(ord("A") + index), True).format(PromQueryFormat.TABLE))
+    return panel
 
 
 def _annotation(name: str, expr: str, color: str) -> db.AnnotationQuery:
@@ -184,7 +203,8 @@ def service_overview(spec: SloSpec, context: RuleContext) -> db.Dashboard:
     board = board.with_panel(_table(
         "Current release", [(f'max by (deployment, label_llmops_io_track, label_llmops_io_release) '
                              f'(kube_deployment_labels{{namespace="{ns}",deployment=~"{tracks}"}})', "")],
-        width=24, description="The release id each track's Deployment carries (label llmops.io/release; "
+        {"deployment": "Deployment", "label_llmops_io_track": "Track", "label_llmops_io_release": "Release id",
+         "Value": None}, width=24, description="The release id each track's Deployment carries (label llmops.io/release; "
                               "kube-state-metrics with --metric-labels-allowlist=deployments=[llmops.io/release,"
                               "llmops.io/track])."))
     board = board.with_row(db.Row("Stable vs canary"))
@@ -265,7 +285,8 @@ def gpu(context: RuleContext) -> db.Dashboard:
                                      [(per_gpu("DCGM_FI_DEV_XID_ERRORS"), legend)],
                                      description="Non-zero: the driver reported an XID error; GpuXidErrors pages."))
     board = board.with_panel(_table("GPUs per pool", [(
-        'count by (label_llmops_io_pool) (max by (Hostname, gpu) (DCGM_FI_DEV_GPU_TEMP) ' + _POOL + ')', "")]))
+        'count by (label_llmops_io_pool) (max by (Hostname, gpu) (DCGM_FI_DEV_GPU_TEMP) ' + _POOL + ')', "")],
+        {"label_llmops_io_pool": "Pool", "Value": "GPUs"}))
     return _with_annotations(board, context).link(_runbook_links(context, ["failover"])[0])
 
 
@@ -277,11 +298,13 @@ def operations(context: RuleContext) -> db.Dashboard:
                        context)
     board = board.with_row(db.Row("Runbooks"))
     board = board.with_panel(_table("Runbook runs by outcome", [(f"sum by (runbook, outcome) ({runs})", "")],
+                                    {"runbook": "Runbook", "outcome": "Outcome", "Value": "Runs"},
                                     description="Every run the engine pushed to the Pushgateway (one series per run)."))
     board = board.with_panel(_table(
         "Since each runbook last succeeded", [(f"time() - max by (runbook) "
                                                f'(llmops_runbook_last_success_timestamp_seconds{{environment="{env}"}})',
-                                               "")]))
+                                               "")],
+        {"runbook": "Runbook", "Value": "Since its last success"}, unit="s"))
     board = board.with_row(db.Row("Releases and drift"))
     board = board.with_panel(_series(
         "Release-controller decisions (per hour)", "short",
@@ -299,7 +322,8 @@ def operations(context: RuleContext) -> db.Dashboard:
                                    [("time() - max by (source) (llmops_pii_scan_last_success_timestamp_seconds)",
                                      "{{source}}")], description="PiiScanStale opens a ticket after two hours."))
     board = board.with_panel(_table("PII findings (24h)", [
-        ("sum by (source, entity_type) (increase(llmops_pii_findings_total[1d]))", "")]))
+        ("sum by (source, entity_type) (increase(llmops_pii_findings_total[1d]))", "")],
+        {"source": "Source", "entity_type": "Entity type", "Value": "Findings"}))
     board = board.with_panel(_stat("Index age", "s", [("max by (index) (llmops_index_age_seconds)", "{{index}}")]))
     board = board.with_panel(_stat("Index stale fraction", "percentunit",
                                    [("max by (index) (llmops_index_stale_fraction)", "{{index}}")]))

@@ -122,3 +122,34 @@ def test_stat_tiles_say_when_a_budget_is_spent_and_never_alarm_by_grafanas_defau
     assert steps["Error ratio (5m)"] == [(None, "green"), (0.005, "red")]  # 99.5 % available: a 0.5 % budget
     assert steps["Error budget remaining (availability, 30d)"] == [(None, "red"), (0, "orange"), (0.25, "green")]
     assert steps["Request rate"] == [(None, "text")]
+
+
+def _grouping(node) -> set[str]:
+    """The labels an instant query's rows carry: its outermost `by (...)` (through arithmetic with scalars)."""
+    import promql_parser
+
+    if isinstance(node, promql_parser.AggregateExpr):
+        return set(node.modifier.labels) if node.modifier is not None else set()
+    if isinstance(node, promql_parser.BinaryExpr):
+        return _grouping(node.lhs) | _grouping(node.rhs)
+    return set()
+
+
+def test_every_table_names_each_label_of_its_rows_for_people_and_hides_the_timestamp():
+    """A table shows one row per series: every label its query keeps is a column with a header of its own (no
+    `label_llmops_io_release` in front of on-call), the value is named or hidden, and the timestamp is hidden."""
+    import promql_parser
+
+    tables = 0
+    for board in dashboards(CONTEXT):
+        for panel in (p for p in board.model["panels"] if p.get("type") == "table"):
+            tables += 1
+            (organize,) = [t["options"] for t in panel["transformations"] if t["id"] == "organize"]
+            assert organize["excludeByName"]["Time"] is True, panel["title"]
+            for target in panel["targets"]:
+                assert target["format"] == "table" and target["instant"] is True, panel["title"]
+                labels = _grouping(promql_parser.parse(target["expr"]))
+                assert labels and labels <= set(organize["renameByName"]), (panel["title"], labels)
+            assert "Value" in organize["renameByName"] or organize["excludeByName"].get("Value"), panel["title"]
+            assert all(header and header[0].isupper() for header in organize["renameByName"].values()), panel["title"]
+    assert tables == 5
