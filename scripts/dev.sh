@@ -61,7 +61,7 @@ setup() {
       installer=pip
     fi
     stage "installing Python packages into $VENV ($installer, pinned by constraints.txt) ..."
-    if [ "$installer" = uv ] && ! "$VENV/bin/uv" pip install $quiet --python "$VENV/bin/python" -c constraints.txt -e '.[dev]'; then
+    if [ "$installer" = uv ] && ! "$VENV/bin/uv" pip install $quiet --compile-bytecode --python "$VENV/bin/python" -c constraints.txt -e '.[dev]'; then
       stage "uv failed; installing with pip instead (the first time takes a few minutes) ..."
       installer=pip
     fi
