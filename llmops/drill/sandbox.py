@@ -142,25 +142,31 @@ def _cmdline_is_ours(pid: int, directory: Path) -> bool:
 
 # --- what the sandbox seeds beyond the drills' worlds -----------------------------------------------------------------
 
-PROD_SERVICE, PROD_MODEL = "chat", "llama-3-1-70b-instruct"  # what the README's prod examples name (--service chat)
+PROD_SERVICE = "chat"  # what the README's prod examples name (--service chat)
 
 
-def seed_prod_service(world: Any, deployment: dict[str, Any], route: dict[str, Any]) -> None:
+def seed_prod_service(world: Any, stack_file: Path, deployment: dict[str, Any], route: dict[str, Any]) -> str:
     """prod's `chat` beside the drill's chat-small, so that the README's prod examples (`rollback --service chat`,
     `--to 8`) plan as written: its Deployment and HTTPRoute as the composed stack renders them, and its registry
-    history -- version 9 serving as `production`, 8 the last one validated with a release manifest, 10 the canary,
-    not validated. Nothing simulates chat's requests: its runbooks are for dry runs here."""
+    history as the stack file has it -- the release's version serving as `production`, the one before it the last
+    validated with a release manifest, the canary's (if newer) not validated. Nothing simulates chat's requests: its
+    runbooks are for dry runs here. Returns what was seeded, for `status`."""
+    from components import config as stack_config
     from components.release import RELEASE_TAG, VALIDATED_TAG, VALIDATED_VALUE
 
+    model = next(m for m in stack_config.load_file(stack_file).models if m.name == PROD_SERVICE)
+    registered, serving = model.registry.model, int(model.release.version)
+    newest = max(serving, int(model.canary.release.version) if model.canary else serving)
     world.k8s.seed(deployment, route)
-    serving = json.loads(deployment["metadata"]["annotations"]["llmops.io/release"])
-    known_good = {**serving, "model_version": "8", "prompt_version": "chat-2026-10-01"}
+    manifest = json.loads(deployment["metadata"]["annotations"]["llmops.io/release"])
     validated = {VALIDATED_TAG: VALIDATED_VALUE}
-    versions = {str(v): dict(validated) for v in range(1, 10)}
-    versions["8"][RELEASE_TAG] = json.dumps(known_good)
-    versions["10"] = {}
-    world.registry.register(PROD_MODEL, versions)
-    world.registry.client.set_registered_model_alias(PROD_MODEL, "production", "9")
+    versions = {str(v): dict(validated) if v <= serving else {} for v in range(1, newest + 1)}
+    versions[str(serving - 1)][RELEASE_TAG] = json.dumps(
+        {**manifest, "model_version": str(serving - 1), "prompt_version": "chat-2026-10-01"})  # an older prompt too
+    world.registry.register(registered, versions)
+    world.registry.client.set_registered_model_alias(registered, "production", str(serving))
+    return (f"{PROD_SERVICE} serves {registered} version {serving}, version {serving - 1} is known good "
+            "(dry runs: its requests are not simulated)")
 
 
 # --- the supervisor ---------------------------------------------------------------------------------------------------
@@ -214,7 +220,7 @@ def serve(directory: Path, target: Path) -> None:
     world = RollbackDrill(directory / "world", stack_source=composed, objects=objects[SERVICE])
     try:
         world.start()
-        seed_prod_service(world, *objects[PROD_SERVICE])
+        prod_seeded = seed_prod_service(world, composed, *objects[PROD_SERVICE])
         for other in (failover, retrieval, pii):
             other.aws_endpoint = world.aws_endpoint
         failover.start()  # its hosted zone exists now: the stack file names it
@@ -250,8 +256,7 @@ def serve(directory: Path, target: Path) -> None:
             },
             "seeded": {
                 "rollback": "chat-small serves version 3, which fails 20 % of requests; version 4 is its canary",
-                "rollback (prod's chat)": f"chat serves {PROD_MODEL} version 9, version 8 is known good "
-                                          "(dry runs: its requests are not simulated)",
+                "rollback (prod's chat)": prod_seeded,
                 "failover": f"us-east-1 primary, us-west-2 standby ready (Route53 zone {failover.zone})",
                 "reindex": f"corpus {retrieval.corpus}, index docs live",
                 "pii-incident": f"personal data in {pii.source}",

@@ -66,7 +66,7 @@ def parse_shard(spec: str | None, shards: int | None, environ: dict[str, str] | 
     source = f"{given}: index"
     if index_text is None:
         index_text = env.get(JOB_COMPLETION_INDEX) or None
-        source = f"{JOB_COMPLETION_INDEX}"
+        source = JOB_COMPLETION_INDEX
         if index_text is None:
             raise ShardError(f"--shards {shards} without an index: use --shard I/{shards}, or set "
                              f"{JOB_COMPLETION_INDEX} (Kubernetes does in an Indexed Job)")
